@@ -1,0 +1,3 @@
+"""camera artifacts (see the issue tracker)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""ct artifacts (see the issue tracker)."""
+
+__all__: list[str] = []

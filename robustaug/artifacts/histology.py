@@ -1,0 +1,3 @@
+"""histology artifacts (see the issue tracker)."""
+
+__all__: list[str] = []

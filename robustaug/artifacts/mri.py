@@ -1,0 +1,3 @@
+"""mri artifacts (see the issue tracker)."""
+
+__all__: list[str] = []

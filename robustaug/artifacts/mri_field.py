@@ -1,0 +1,3 @@
+"""mri_field artifacts (see the issue tracker)."""
+
+__all__: list[str] = []

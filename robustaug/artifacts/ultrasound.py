@@ -1,0 +1,3 @@
+"""ultrasound artifacts (see the issue tracker)."""
+
+__all__: list[str] = []

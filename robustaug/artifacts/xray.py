@@ -1,0 +1,3 @@
+"""xray artifacts (see the issue tracker)."""
+
+__all__: list[str] = []
