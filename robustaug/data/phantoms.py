@@ -63,7 +63,7 @@ def phantom(
     """Generate a brain-like MRI phantom.
 
     Args:
-        shape: ``(H, W)`` for 2D (an axial slice) or ``(D, H, W)`` for 3D; each edge >= 16.
+        shape: ``(H, W)`` for 2D (an axial slice) or ``(D, H, W)`` for 3D; each edge >= 8.
         seed: Seed of the anatomy (shape perturbation, gyral pattern, lesion placement).
         contrast: ``"t1"``, ``"t2"`` or ``"pd"``.
         lesions: Number of white-matter lesions; ``None`` draws 0-3 from the seed.
@@ -81,8 +81,8 @@ def phantom(
         (torch.Size([1, 64, 64]), True)
     """
     shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3) or min(shape) < 16:
-        raise ValueError(f"`shape` must be (H, W) or (D, H, W) with edges >= 16, got {shape}.")
+    if len(shape) not in (2, 3) or min(shape) < 8:
+        raise ValueError(f"`shape` must be (H, W) or (D, H, W) with edges >= 8, got {shape}.")
     inten = tissue_intensities(contrast)
     rng = np.random.default_rng(seed)
     g = _grid(shape)
