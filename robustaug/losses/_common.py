@@ -1,0 +1,259 @@
+"""Shared machinery for the noise-robust losses: input checks, targets, weights and reductions.
+
+Every loss in :mod:`robustaug.losses` follows the contract of :class:`torch.nn.CrossEntropyLoss`:
+
+* ``input`` holds logits ``(N, C)`` or ``(N, C, d1, ..., dk)`` (2-D/3-D segmentation);
+* ``target`` holds class indices ``(N, d1, ..., dk)`` (an integer tensor) or class probabilities
+  ``(N, C, d1, ..., dk)`` (a floating-point tensor, the same shape as ``input``);
+* ``weight`` (per class), ``ignore_index`` (integer targets only, as in torch) and ``reduction``
+  (``"mean"``, ``"sum"``, ``"none"``).
+
+A weighted ``"mean"`` divides by the sum of the weights of the non-ignored elements (torch's rule for
+class indices). For probability targets torch divides by the number of elements even when ``weight``
+is given; here the weight of an element with soft target ``q`` is ``sum_k weight[k] * q[k]`` so that a
+soft one-hot target gives exactly the same value as the integer target. Without ``weight`` both rules
+agree with torch.
+
+Everything is computed in float32 (float64 inputs stay float64) from ``log_softmax`` with autocast
+disabled, so fp16/bf16 logits under autocast are handled, and the result is float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "RobustLoss",
+    "as_probabilities",
+    "compute_dtype",
+    "log1m_softmax",
+    "one_minus_p",
+    "reduce_loss",
+    "register_loss",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+#: name -> class (or preset factory) of the softmax losses; filled by :func:`register_loss`.
+LOSS_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+#: name -> class of the sigmoid (binary / multi-label) losses.
+SIGMOID_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+#: canonical (first) name of every registered loss.
+CANONICAL: list[str] = []
+
+
+def _normalise_name(name: str) -> str:
+    return name.lower().replace("-", "_").replace(" ", "").replace("+", "_plus_")
+
+
+def register_loss(*names: str, sigmoid: bool = False) -> Callable[[Any], Any]:
+    """Decorator adding a loss class (or preset factory) to the registry under ``names``."""
+    table = SIGMOID_REGISTRY if sigmoid else LOSS_REGISTRY
+
+    def deco(obj: Any) -> Any:
+        CANONICAL.append(_normalise_name(names[0]))
+        for n in names:
+            key = _normalise_name(n)
+            known = LOSS_REGISTRY.get(key, SIGMOID_REGISTRY.get(key))
+            if known is not None and known is not obj:
+                raise ValueError(f"A loss named {n!r} is already registered.")
+            table[key] = obj
+        return obj
+
+    return deco
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 stays float64; every other floating dtype is computed in float32."""
+    if not torch.is_floating_point(x):
+        raise TypeError(f"input must hold floating-point logits, got dtype {x.dtype}.")
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
+    return reduction
+
+
+def one_minus_p(logp: Tensor) -> Tensor:
+    """``1 - p`` from log-probabilities (``-expm1(log p)``), exact for small ``p``."""
+    return -torch.expm1(logp)
+
+
+def log1m_softmax(logp: Tensor, dim: int = 1) -> Tensor:
+    """``log(1 - p_k)`` for every class, finite with finite gradients even when ``p_k == 1``.
+
+    For the arg-max class (the only one that can have ``p > 1/2``) ``1 - p`` is the sum of the other
+    probabilities, so its log is a ``logsumexp`` over the other classes; for the remaining classes
+    ``log(-expm1(log p))`` is well conditioned. The unused branch is fed a harmless constant, so no
+    ``0 * inf`` reaches the gradient (the NaN of naive autograd through ``(1 - p)**gamma``).
+    """
+    idx = logp.argmax(dim=dim, keepdim=True)
+    is_max = torch.zeros_like(logp, dtype=torch.bool).scatter_(dim, idx, True)
+    others = logp.masked_fill(is_max, float("-inf"))
+    lse_others = torch.logsumexp(others, dim=dim, keepdim=True).expand_as(logp)
+    safe = logp.masked_fill(is_max, -1.0)
+    return torch.where(is_max, lse_others, torch.log(-torch.expm1(safe)))
+
+
+def as_probabilities(target: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """One-hot ``(N, C, *)`` from integer targets ``(N, *)`` (ignored positions must be replaced)."""
+    oh = F.one_hot(target, num_classes).to(dtype)
+    return oh.movedim(-1, 1)
+
+
+def check_input_target(input: Tensor, target: Tensor) -> bool:
+    """Validate shapes; return True for soft (probability) targets."""
+    if input.dim() < 2:
+        raise ValueError(
+            f"input must be logits of shape (N, C) or (N, C, *spatial), got shape {tuple(input.shape)}."
+        )
+    if input.shape[1] < 2:
+        raise ValueError(f"input must have at least 2 classes in dim 1, got {input.shape[1]}.")
+    if torch.is_floating_point(target):
+        if target.shape != input.shape:
+            raise ValueError(
+                "a floating-point target holds class probabilities and must have the input's shape "
+                f"{tuple(input.shape)}, got {tuple(target.shape)}."
+            )
+        return True
+    if target.dtype == torch.bool or torch.is_complex(target):
+        raise TypeError(f"target must be class indices (integer) or probabilities, got {target.dtype}.")
+    expected = (input.shape[0], *input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"integer target (class indices) must have shape {expected} for input of shape "
+            f"{tuple(input.shape)}, got {tuple(target.shape)}."
+        )
+    return False
+
+
+def reduce_loss(ell: Tensor, elem_weight: Tensor | None, reduction: str) -> Tensor:
+    """Reduce per-element (already weighted) losses with torch's semantics.
+
+    ``"mean"`` divides by the sum of ``elem_weight`` (number of elements when it is ``None``).
+    """
+    if reduction == "none":
+        return ell
+    total = ell.sum()
+    if reduction == "sum":
+        return total
+    denom = ell.new_tensor(float(ell.numel())) if elem_weight is None else elem_weight.sum()
+    return total / denom
+
+
+class RobustLoss(nn.Module):
+    """Base class of the softmax losses (drop-in for :class:`torch.nn.CrossEntropyLoss`).
+
+    Subclasses define either :meth:`class_losses` (a loss that is linear in the target: the value for a
+    soft target ``q`` is ``sum_k q_k L_k``) or set ``linear = False`` and define :meth:`element_loss`.
+
+    Args:
+        weight: Optional per-class weights, shape ``(C,)``.
+        ignore_index: Integer-target value whose elements contribute nothing (loss and gradient 0).
+        reduction: ``"mean"`` (weighted mean over non-ignored elements), ``"sum"`` or ``"none"``
+            (per-element losses with the target's shape ``(N, *spatial)``).
+    """
+
+    linear: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if weight is not None:
+            weight = torch.as_tensor(weight)
+            if weight.dim() != 1 or not torch.is_floating_point(weight):
+                raise ValueError(
+                    f"weight must be a 1-D floating tensor of per-class weights, got {weight!r}."
+                )
+            if bool((weight < 0).any()):
+                raise ValueError("weight must be non-negative.")
+        self.register_buffer("weight", weight)
+        self.ignore_index = int(ignore_index)
+        self.reduction = check_reduction(reduction)
+
+    # --- to override -------------------------------------------------------------------------------
+    def class_losses(self, logp: Tensor) -> Tensor:
+        """Loss ``L_k`` for every candidate label ``k``: ``(N, C, *)`` from log-probabilities."""
+        raise NotImplementedError
+
+    def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        """Unweighted per-element loss ``(N, *)``; ``target`` is indices (ignored ones set to 0)
+        or probabilities."""
+        L = self.class_losses(logp)
+        if soft:
+            return (target * L).sum(1)
+        return L.gather(1, target.unsqueeze(1)).squeeze(1)
+
+    # --- machinery ---------------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, ignore_index={self.ignore_index}"
+
+    def _prepare(self, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor, bool, Tensor | None]:
+        soft = check_input_target(input, target)
+        dtype = compute_dtype(input)
+        z = input.to(dtype)
+        valid = None
+        if soft:
+            target = target.to(dtype)
+        else:
+            target = target.long()
+            valid = target != self.ignore_index
+            target = target.masked_fill(~valid, 0)
+            if target.device.type == "cpu" and target.numel() > 0:
+                c = input.shape[1]
+                if bool(((target < 0) | (target >= c)).any()):
+                    raise ValueError(
+                        f"target class indices must lie in [0, {c}) or equal "
+                        f"ignore_index={self.ignore_index}."
+                    )
+        return z, target, soft, valid
+
+    def _weights(
+        self, target: Tensor, soft: bool, valid: Tensor | None, dtype: torch.dtype
+    ) -> Tensor | None:
+        """Per-element weights ``(N, *)`` (None when all are 1)."""
+        if self.weight is None:
+            return None if valid is None else valid.to(dtype)
+        w = self.weight.to(dtype=dtype, device=target.device)
+        if soft:
+            shape = [1, -1] + [1] * (target.dim() - 2)
+            return (target * w.view(shape)).sum(1)
+        ew = w[target]
+        return ew if valid is None else ew * valid
+
+    def _finish(self, ell: Tensor, ew: Tensor | None, valid: Tensor | None) -> Tensor:
+        if valid is not None:
+            ell = torch.where(valid, ell, torch.zeros((), dtype=ell.dtype, device=ell.device))
+        if ew is not None:
+            ell = ell * ew
+        return reduce_loss(ell, ew, self.reduction)
+
+    def _linear_weighted(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        """Linear losses with soft targets and class weights: ``sum_k w_k q_k L_k`` (torch's rule)."""
+        L = self.class_losses(logp)
+        w = self.weight.to(dtype=logp.dtype, device=logp.device)
+        shape = [1, -1] + [1] * (logp.dim() - 2)
+        return (target * w.view(shape) * L).sum(1)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits ``input`` against ``target`` (indices or probabilities)."""
+        z, target, soft, valid = self._prepare(input, target)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            logp = F.log_softmax(z, dim=1)
+            ew = self._weights(target, soft, valid, z.dtype)
+            if soft and self.linear and self.weight is not None:
+                ell = self._linear_weighted(logp, target, soft)
+                return reduce_loss(ell, ew, self.reduction)
+            ell = self.element_loss(logp, target, soft)
+            return self._finish(ell, ew, valid)

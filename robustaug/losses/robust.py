@@ -1,0 +1,660 @@
+"""Noise-robust classification/segmentation losses (softmax family).
+
+Notation: ``p = softmax(z)`` over the class dimension, ``y`` the given (possibly noisy) label, ``C``
+the number of classes. For a soft target ``q`` a loss defined per label is extended linearly,
+``L(p, q) = sum_k q_k L(p, k)``, so a one-hot ``q`` gives the integer-label value.
+All losses accept ``weight``, ``ignore_index`` and ``reduction`` like :class:`torch.nn.CrossEntropyLoss`
+(see :class:`robustaug.losses.RobustLoss`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ._common import RobustLoss, log1m_softmax, one_minus_p, register_loss
+
+__all__ = [
+    "AEL",
+    "AGCE",
+    "ANL",
+    "AUL",
+    "GCE",
+    "MAE",
+    "NCE",
+    "NFL",
+    "NGCE",
+    "NMAE",
+    "NNCE",
+    "NNFL",
+    "RCE",
+    "SCE",
+    "ActivePassive",
+    "Bootstrap",
+    "CrossEntropy",
+    "FocalLoss",
+    "TaylorCE",
+    "TruncatedGCE",
+    "l1_penalty",
+]
+
+#: SCE's ``A`` as used in all public PyTorch code (one-hot clamped at 1e-4): ln(1e-4) = -9.21.
+SCE_A_CODE = math.log(1e-4)
+#: SCE's ``A`` as written in the paper.
+SCE_A_PAPER = -4.0
+
+
+def _pos(name: str, value: float, *, strict: bool = True) -> float:
+    value = float(value)
+    if not (value > 0 if strict else value >= 0) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {value}.")
+    return value
+
+
+def _focal_class_losses(logp: Tensor, gamma: float) -> Tensor:
+    """``-(1 - p_k)^gamma log p_k`` for every class, with stable finite gradients."""
+    if gamma == 0:
+        return -logp
+    return -torch.exp(gamma * log1m_softmax(logp)) * logp
+
+
+@register_loss("ce", "cross_entropy")
+class CrossEntropy(RobustLoss):
+    """Cross-entropy ``-log p_y`` (baseline; memorises label noise).
+
+    Same value and gradient as :func:`torch.nn.functional.cross_entropy` for integer targets.
+
+    References:
+        Standard; see e.g. Goodfellow et al., *Deep Learning* (2016), §6.2.2.
+    """
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return -logp
+
+
+@register_loss("gce", "lq")
+class GCE(RobustLoss):
+    """Generalized cross-entropy (Lq loss): ``(1 - p_y^q) / q``.
+
+    ``q -> 0`` recovers CE, ``q = 1`` gives ``1 - p_y`` (MAE up to a factor 2). Bounded by ``1/q``;
+    the gradient is ``p_y^q`` times CE's, which down-weights hard (likely mislabelled) samples.
+    Computed as ``-expm1(q log p_y) / q``, exact for small ``q``.
+
+    Args:
+        q: Exponent in (0, 1]; paper default 0.7 (Keras and PyMIC default to 0.5).
+        weight, ignore_index, reduction: As in :class:`torch.nn.CrossEntropyLoss`.
+
+    References:
+        Zhang & Sabuncu, "Generalized Cross Entropy Loss for Training Deep Neural Networks with
+        Noisy Labels", NeurIPS 2018.
+    """
+
+    def __init__(self, q: float = 0.7, **kw) -> None:
+        super().__init__(**kw)
+        self.q = _pos("q", q)
+        if self.q > 1:
+            raise ValueError(f"q must be in (0, 1], got {q}.")
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return -torch.expm1(self.q * logp) / self.q
+
+
+@register_loss("truncated_gce", "truncated_lq")
+class TruncatedGCE(GCE):
+    """Truncated Lq loss: ``Lq(p_y)`` if ``p_y > k`` else ``Lq(k)`` (a constant, zero gradient).
+
+    This is the stateless form of the truncated loss; samples whose label probability is below ``k``
+    stop contributing gradient. (The paper additionally prunes such samples every few epochs with a
+    per-sample weight buffer.)
+
+    Args:
+        q: Lq exponent, paper default 0.7.
+        k: Truncation threshold in (0, 1), paper default 0.5.
+
+    References:
+        Zhang & Sabuncu, NeurIPS 2018 (§3.3, truncated Lq loss).
+    """
+
+    def __init__(self, q: float = 0.7, k: float = 0.5, **kw) -> None:
+        super().__init__(q=q, **kw)
+        if not 0 < k < 1:
+            raise ValueError(f"k must be in (0, 1), got {k}.")
+        self.k = float(k)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        lq = super().class_losses(logp)
+        cap = (1 - self.k**self.q) / self.q
+        return torch.clamp(lq, max=cap)
+
+
+@register_loss("mae")
+class MAE(RobustLoss):
+    """Mean absolute error on the probability simplex: ``scale * (1 - p_y)``.
+
+    ``||p - e_y||_1 = 2 (1 - p_y)``, so ``scale=2`` is the L1 distance; the APL/ANL code uses
+    ``scale=1`` (default here). Symmetric: ``sum_k L(p, k) = scale * (C - 1)``. Robust to symmetric
+    noise but can underfit with many classes.
+
+    References:
+        Ghosh, Kumar & Sastry, "Robust Loss Functions under Label Noise for Deep Neural Networks",
+        AAAI 2017.
+    """
+
+    def __init__(self, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return self.scale * one_minus_p(logp)
+
+
+@register_loss("rce")
+class RCE(RobustLoss):
+    """Reverse cross-entropy ``-sum_k p_k log q_k`` with ``log 0 := A``: ``-A (1 - p_y)``.
+
+    Args:
+        A: Value of ``log 0`` (< 0). Default ``ln(1e-4) = -9.21``, what all public PyTorch code
+            uses (it clamps the one-hot at 1e-4); the paper writes ``A = -4`` (``SCE_A_PAPER``).
+
+    References:
+        Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
+    """
+
+    def __init__(self, A: float = SCE_A_CODE, **kw) -> None:
+        super().__init__(**kw)
+        if not A < 0:
+            raise ValueError(f"A must be < 0 (it stands for log 0), got {A}.")
+        self.A = float(A)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return -self.A * one_minus_p(logp)
+
+
+@register_loss("sce")
+class SCE(RobustLoss):
+    """Symmetric cross-entropy ``alpha * CE + beta * RCE``.
+
+    Args:
+        alpha: CE weight. Paper CIFAR-10 0.1 (default), CIFAR-100 6.0.
+        beta: RCE weight. Paper CIFAR-10 1.0 (default), CIFAR-100 0.1.
+        A: ``log 0`` in RCE; default ``ln(1e-4)`` (code), ``-4`` in the paper.
+
+    References:
+        Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
+    """
+
+    def __init__(
+        self, alpha: float = 0.1, beta: float = 1.0, A: float = SCE_A_CODE, **kw
+    ) -> None:
+        super().__init__(**kw)
+        self.alpha = _pos("alpha", alpha, strict=False)
+        self.beta = _pos("beta", beta, strict=False)
+        if not A < 0:
+            raise ValueError(f"A must be < 0 (it stands for log 0), got {A}.")
+        self.A = float(A)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return self.alpha * (-logp) + self.beta * (-self.A) * one_minus_p(logp)
+
+
+@register_loss("nce")
+class NCE(RobustLoss):
+    """Normalized cross-entropy ``-log p_y / sum_k (-log p_k)``; ``sum_k NCE_k = 1``.
+
+    References:
+        Ma et al., "Normalized Loss Functions for Deep Learning with Noisy Labels", ICML 2020.
+    """
+
+    def __init__(self, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        nl = -logp
+        return self.scale * nl / nl.sum(1, keepdim=True)
+
+
+@register_loss("focal")
+class FocalLoss(RobustLoss):
+    """Focal loss ``-(1 - p_y)^gamma log p_y`` (not noise-robust by itself; the NFL's numerator).
+
+    ``(1 - p)^gamma`` is evaluated as ``exp(gamma * log(1 - p))`` with a stable ``log(1 - p)``, so
+    gradients stay finite for saturated predictions even for ``gamma < 1``.
+
+    Args:
+        gamma: Focusing parameter, default 2.0 (Lin et al.).
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+    """
+
+    def __init__(self, gamma: float = 2.0, **kw) -> None:
+        super().__init__(**kw)
+        self.gamma = _pos("gamma", gamma, strict=False)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return _focal_class_losses(logp, self.gamma)
+
+
+@register_loss("nfl")
+class NFL(RobustLoss):
+    """Normalized focal loss ``FL_y / sum_k FL_k``, ``FL_k = -(1 - p_k)^gamma log p_k``.
+
+    ``sum_k NFL_k = 1``. The focal factor is differentiated exactly (the reference code detaches it)
+    through a stable ``log(1 - p)``: no NaN when ``p -> 1`` (naive autograd through
+    ``(1 - p)**gamma`` with ``gamma < 1`` gives ``0 * inf``).
+
+    Args:
+        gamma: Focusing parameter, APL default 0.5.
+
+    References:
+        Ma et al., "Normalized Loss Functions for Deep Learning with Noisy Labels", ICML 2020.
+    """
+
+    def __init__(self, gamma: float = 0.5, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.gamma = _pos("gamma", gamma, strict=False)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        fl = _focal_class_losses(logp, self.gamma)
+        return self.scale * fl / fl.sum(1, keepdim=True)
+
+
+@register_loss("ngce")
+class NGCE(RobustLoss):
+    """Normalized GCE ``(1 - p_y^q) / (C - sum_k p_k^q)``.
+
+    Args:
+        q: Exponent, default 0.7.
+
+    References:
+        Ma et al., ICML 2020.
+    """
+
+    def __init__(self, q: float = 0.7, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.q = _pos("q", q)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        num = -torch.expm1(self.q * logp)  # 1 - p^q
+        return self.scale * num / num.sum(1, keepdim=True)
+
+
+@register_loss("nmae")
+class NMAE(RobustLoss):
+    """Normalized MAE ``(1 - p_y) / (C - 1)`` (MAE divided by its class sum).
+
+    References:
+        Ma et al., ICML 2020.
+    """
+
+    def __init__(self, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return self.scale * one_minus_p(logp) / (logp.shape[1] - 1)
+
+
+@register_loss("agce")
+class AGCE(RobustLoss):
+    """Asymmetric generalized cross-entropy ``((a + 1)^q - (a + p_y)^q) / q``.
+
+    ``q = 1`` gives ``1 - p_y``.
+
+    Args:
+        a: Offset > 0, ALFs CIFAR-10 default 0.6.
+        q: Exponent > 0, ALFs CIFAR-10 default 0.6.
+
+    References:
+        Zhou et al., "Asymmetric Loss Functions for Learning with Noisy Labels", ICML 2021.
+    """
+
+    def __init__(self, a: float = 0.6, q: float = 0.6, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.a = _pos("a", a)
+        self.q = _pos("q", q)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        p = logp.exp()
+        return self.scale * ((self.a + 1) ** self.q - (self.a + p) ** self.q) / self.q
+
+
+@register_loss("aul")
+class AUL(RobustLoss):
+    """Asymmetric unhinged loss ``((a - p_y)^q - (a - 1)^q) / q``, ``a > 1``.
+
+    ``q = 1`` gives ``1 - p_y``.
+
+    Args:
+        a: Offset > 1, ALFs CIFAR-10 default 5.5.
+        q: Exponent > 0, ALFs CIFAR-10 default 3.
+
+    References:
+        Zhou et al., ICML 2021.
+    """
+
+    def __init__(self, a: float = 5.5, q: float = 3.0, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        if not a > 1:
+            raise ValueError(f"a must be > 1, got {a}.")
+        self.a = float(a)
+        self.q = _pos("q", q)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        p = logp.exp()
+        return self.scale * ((self.a - p) ** self.q - (self.a - 1) ** self.q) / self.q
+
+
+@register_loss("ael")
+class AEL(RobustLoss):
+    """Asymmetric exponential loss ``exp(-p_y / a)``.
+
+    Args:
+        a: Temperature > 0, ALFs CIFAR-10 default 2.5.
+
+    References:
+        Zhou et al., ICML 2021.
+    """
+
+    def __init__(self, a: float = 2.5, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        self.a = _pos("a", a)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return self.scale * torch.exp(-logp.exp() / self.a)
+
+
+@register_loss("nnce")
+class NNCE(RobustLoss):
+    """Normalized negative cross-entropy ``1 - (A + log p_y) / sum_k (A + log p_k)``.
+
+    ``log p`` is clamped at ``log(min_prob)`` and ``A = -log(min_prob)``, so every term is >= 0;
+    ``sum_k NNCE_k = C - 1``.
+
+    Args:
+        min_prob: Probability floor, default 1e-7.
+
+    References:
+        Ye et al., "Active Negative Loss Functions for Learning with Noisy Labels", NeurIPS 2023.
+    """
+
+    def __init__(self, min_prob: float = 1e-7, scale: float = 1.0, **kw) -> None:
+        super().__init__(**kw)
+        if not 0 < min_prob < 1:
+            raise ValueError(f"min_prob must be in (0, 1), got {min_prob}.")
+        self.min_prob = float(min_prob)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        A = -math.log(self.min_prob)
+        s = A + torch.clamp(logp, min=-A)
+        return self.scale * (1 - s / s.sum(1, keepdim=True))
+
+
+@register_loss("nnfl")
+class NNFL(RobustLoss):
+    """Normalized negative focal loss: NNCE with ``A + log p_k`` replaced by ``(1 - p_k)^gamma``-
+    weighted terms, ``1 - (A - FL_y) / sum_k (A - FL_k)`` with ``FL`` clamped at ``A``.
+
+    Args:
+        gamma: Focusing parameter, default 0.5.
+        min_prob: Probability floor, default 1e-7 (``A = -log(min_prob)``).
+
+    References:
+        Ye et al., NeurIPS 2023 (ANL-FL).
+    """
+
+    def __init__(
+        self, gamma: float = 0.5, min_prob: float = 1e-7, scale: float = 1.0, **kw
+    ) -> None:
+        super().__init__(**kw)
+        self.gamma = _pos("gamma", gamma, strict=False)
+        if not 0 < min_prob < 1:
+            raise ValueError(f"min_prob must be in (0, 1), got {min_prob}.")
+        self.min_prob = float(min_prob)
+        self.scale = _pos("scale", scale)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        A = -math.log(self.min_prob)
+        fl = _focal_class_losses(torch.clamp(logp, min=-A), self.gamma)
+        s = A - fl
+        return self.scale * (1 - s / s.sum(1, keepdim=True))
+
+
+_ACTIVE = {"nce": NCE, "nfl": NFL, "ngce": NGCE, "nmae": NMAE, "ce": CrossEntropy, "focal": FocalLoss,
+           "gce": GCE}
+_PASSIVE = {"rce": RCE, "mae": MAE, "agce": AGCE, "aul": AUL, "ael": AEL, "nmae": NMAE, "nnce": NNCE,
+            "nnfl": NNFL}
+
+
+def _make_part(part: RobustLoss | str, table: dict[str, type[RobustLoss]], kw: dict) -> RobustLoss:
+    if isinstance(part, RobustLoss):
+        return part
+    key = str(part).lower()
+    if key not in table:
+        raise ValueError(f"unknown loss {part!r}; expected one of {sorted(table)} or a RobustLoss.")
+    return table[key](**kw)
+
+
+class ActivePassive(RobustLoss):
+    """Active-passive loss ``alpha * active + beta * passive`` (APL / ALFs / ANL framework).
+
+    ``active`` (e.g. NCE, NFL) maximises the label's probability, ``passive`` (RCE, MAE, AGCE, NNCE...)
+    minimises the others'; normalised/bounded members make the sum robust while avoiding underfitting.
+    ``weight``/``ignore_index``/``reduction`` of the composite apply; those of the parts are ignored.
+
+    Args:
+        active: A loss module or name (``"nce"``, ``"nfl"``, ``"ngce"``, ``"nmae"``, ``"ce"``...).
+        passive: A loss module or name (``"rce"``, ``"mae"``, ``"agce"``, ``"aul"``, ``"ael"``,
+            ``"nnce"``...).
+        alpha: Weight of the active part (APL CIFAR-10: 1).
+        beta: Weight of the passive part (APL CIFAR-10: 1).
+        active_kw, passive_kw: Constructor arguments when the parts are given by name.
+
+    Presets: :meth:`preset` with ``"nce+rce"``, ``"nfl+rce"``, ``"nce+mae"`` (alpha=beta=1),
+    ``"nce+agce"`` (alpha=1, beta=4, a=6, q=1.5), ``"nce+aul"`` (alpha=1, beta=4, a=6.3, q=1.5): the
+    CIFAR-10 values of the reference configs.
+
+    References:
+        Ma et al., "Normalized Loss Functions for Deep Learning with Noisy Labels", ICML 2020;
+        Zhou et al., "Asymmetric Loss Functions for Learning with Noisy Labels", ICML 2021.
+    """
+
+    PRESETS: dict[str, dict] = {
+        "nce+rce": {"active": "nce", "passive": "rce", "alpha": 1.0, "beta": 1.0},
+        "nfl+rce": {"active": "nfl", "passive": "rce", "alpha": 1.0, "beta": 1.0},
+        "nce+mae": {"active": "nce", "passive": "mae", "alpha": 1.0, "beta": 1.0},
+        "nce+agce": {"active": "nce", "passive": "agce", "alpha": 1.0, "beta": 4.0,
+                     "passive_kw": {"a": 6.0, "q": 1.5}},
+        "nce+aul": {"active": "nce", "passive": "aul", "alpha": 1.0, "beta": 4.0,
+                    "passive_kw": {"a": 6.3, "q": 1.5}},
+    }
+
+    def __init__(
+        self,
+        active: RobustLoss | str = "nce",
+        passive: RobustLoss | str = "rce",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        *,
+        active_kw: dict | None = None,
+        passive_kw: dict | None = None,
+        **kw,
+    ) -> None:
+        super().__init__(**kw)
+        self.active = _make_part(active, _ACTIVE, dict(active_kw or {}))
+        self.passive = _make_part(passive, _PASSIVE, dict(passive_kw or {}))
+        if not (self.active.linear and self.passive.linear):
+            raise ValueError("active and passive must be per-label (linear) losses.")
+        self.alpha = _pos("alpha", alpha, strict=False)
+        self.beta = _pos("beta", beta, strict=False)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> ActivePassive:
+        """Build a named preset (``"nce+rce"``, ``"nfl+rce"``, ``"nce+mae"``, ``"nce+agce"``,
+        ``"nce+aul"``); keyword arguments override the preset's."""
+        key = name.lower().replace(" ", "")
+        if key not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(cls.PRESETS)}.")
+        args = dict(cls.PRESETS[key])
+        for k in ("active_kw", "passive_kw"):
+            if k in overrides:
+                args[k] = {**args.get(k, {}), **overrides.pop(k)}
+        args.update(overrides)
+        return cls(**args)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        return self.alpha * self.active.class_losses(logp) + self.beta * self.passive.class_losses(
+            logp
+        )
+
+
+def _preset_factory(name: str):
+    def factory(**kw) -> ActivePassive:
+        return ActivePassive.preset(name, **kw)
+
+    factory.__name__ = name.replace("+", "_").upper()
+    factory.__doc__ = f"ActivePassive preset {name!r}: {ActivePassive.PRESETS[name]}."
+    return factory
+
+
+for _n in ActivePassive.PRESETS:
+    register_loss(_n)(_preset_factory(_n))
+
+
+@register_loss("anl", "anl_ce")
+class ANL(ActivePassive):
+    """Active negative loss ``alpha * NCE + beta * NNCE`` (ANL-CE; ``active="nfl"`` gives ANL-FL).
+
+    The paper also adds an L1 penalty ``delta * ||w||_1`` on the model's parameters; it is not part of
+    the loss value, use :func:`l1_penalty` (CIFAR-10: delta=5e-5 with no weight decay).
+
+    Args:
+        alpha: NCE weight, CIFAR-10 default 5 (CIFAR-100: 10).
+        beta: NNCE weight, CIFAR-10 default 5 (CIFAR-100: 1).
+        min_prob: NNCE probability floor, default 1e-7.
+        active: ``"nce"`` (ANL-CE) or ``"nfl"`` (ANL-FL, then ``passive`` is NNFL).
+        gamma: Focusing parameter of ANL-FL.
+
+    References:
+        Ye et al., "Active Negative Loss Functions for Learning with Noisy Labels", NeurIPS 2023.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 5.0,
+        beta: float = 5.0,
+        min_prob: float = 1e-7,
+        active: str = "nce",
+        gamma: float = 0.5,
+        **kw,
+    ) -> None:
+        if active == "nce":
+            a, p = NCE(), NNCE(min_prob=min_prob)
+        elif active == "nfl":
+            a, p = NFL(gamma=gamma), NNFL(gamma=gamma, min_prob=min_prob)
+        else:
+            raise ValueError(f"active must be 'nce' or 'nfl', got {active!r}.")
+        super().__init__(a, p, alpha, beta, **kw)
+
+
+def l1_penalty(model: nn.Module, delta: float = 5e-5, *, only_weights: bool = False) -> Tensor:
+    """ANL's parameter penalty ``delta * sum |w|`` over the trainable parameters of ``model``.
+
+    Args:
+        model: The network being trained.
+        delta: Penalty strength; ANL CIFAR-10 5e-5, CIFAR-100 5e-7.
+        only_weights: Skip 1-D parameters (biases, normalisation scales).
+
+    Returns:
+        A scalar tensor to add to the loss.
+
+    References:
+        Ye et al., NeurIPS 2023.
+    """
+    _pos("delta", delta, strict=False)
+    params = [
+        p for p in model.parameters() if p.requires_grad and not (only_weights and p.dim() <= 1)
+    ]
+    if not params:
+        raise ValueError("model has no trainable parameters for the L1 penalty.")
+    return delta * sum(p.abs().sum() for p in params)
+
+
+@register_loss("taylor_ce", "taylor")
+class TaylorCE(RobustLoss):
+    """Taylor cross-entropy ``sum_{k=1..t} (1 - p_y)^k / k`` (CE's Taylor series about ``p_y = 1``).
+
+    ``t = 1`` gives ``1 - p_y`` (MAE); ``t -> inf`` recovers CE. Not "Taylor softmax".
+
+    Args:
+        order: Number of terms ``t`` >= 1, default 2.
+
+    References:
+        Feng et al., "Can Cross Entropy Loss Be Robust to Label Noise?", IJCAI 2020.
+    """
+
+    def __init__(self, order: int = 2, **kw) -> None:
+        super().__init__(**kw)
+        if int(order) != order or order < 1:
+            raise ValueError(f"order must be an integer >= 1, got {order}.")
+        self.order = int(order)
+
+    def class_losses(self, logp: Tensor) -> Tensor:
+        u = one_minus_p(logp)
+        out = u.clone()
+        term = u
+        for k in range(2, self.order + 1):
+            term = term * u
+            out = out + term / k
+        return out
+
+
+@register_loss("bootstrap")
+class Bootstrap(RobustLoss):
+    """Bootstrapping loss: CE against ``beta * q + (1 - beta) * p_hat``.
+
+    Soft (``hard=False``): ``p_hat = p`` (gradient flows, i.e. ``beta * CE + (1 - beta) * H(p)``, CE
+    with entropy minimisation); hard: ``p_hat = onehot(argmax p)`` (no gradient through it).
+
+    Args:
+        beta: Weight of the given label; defaults 0.95 (soft) and 0.8 (hard) as in the paper.
+        hard: Hard or soft bootstrapping.
+
+    References:
+        Reed et al., "Training Deep Neural Networks on Noisy Labels with Bootstrapping", ICLR 2015
+        workshop.
+    """
+
+    linear = False
+
+    def __init__(self, beta: float | None = None, hard: bool = False, **kw) -> None:
+        super().__init__(**kw)
+        beta = (0.8 if hard else 0.95) if beta is None else float(beta)
+        if not 0 <= beta <= 1:
+            raise ValueError(f"beta must be in [0, 1], got {beta}.")
+        self.beta = beta
+        self.hard = bool(hard)
+
+    def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        ce = (-(target * logp).sum(1)) if soft else -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+        if self.hard:
+            pred = logp.detach().argmax(1, keepdim=True)
+            other = -logp.gather(1, pred).squeeze(1)
+        else:
+            other = -(logp.exp() * logp).sum(1)
+        return self.beta * ce + (1 - self.beta) * other
+
+
+@register_loss("bootstrap_hard")
+def bootstrap_hard(**kw) -> Bootstrap:
+    """Hard bootstrapping preset: ``Bootstrap(hard=True)`` (beta 0.8)."""
+    return Bootstrap(hard=True, **kw)
