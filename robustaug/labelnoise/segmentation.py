@@ -128,6 +128,8 @@ def dilate(
     classes: Iterable[int] | None = None,
     background: int = 0,
     ignore_index: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> NoiseResult:
     """Over-segmentation: grow each foreground class by ``radius_mm`` into the background.
 
@@ -143,6 +145,8 @@ def dilate(
         classes: Classes to dilate (default: all but ``background`` and ``ignore_index``).
         background: Background class that foreground may grow into.
         ignore_index: Label of voxels that are never changed.
+        seed: Accepted for a uniform injector signature; unused (deterministic).
+        generator: Accepted for a uniform signature; unused.
 
     Returns:
         :class:`NoiseResult`. Deterministic (no RNG).
@@ -172,6 +176,8 @@ def erode(
     classes: Iterable[int] | None = None,
     background: int = 0,
     ignore_index: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> NoiseResult:
     """Under-segmentation: shrink each foreground class by ``radius_mm``.
 
@@ -187,6 +193,8 @@ def erode(
         classes: Classes to erode (default: all foreground classes).
         background: Class given to removed voxels.
         ignore_index: Label of voxels that are never changed (they count as "not class c").
+        seed: Accepted for a uniform injector signature; unused (deterministic).
+        generator: Accepted for a uniform signature; unused.
 
     Returns:
         :class:`NoiseResult`. Deterministic.
@@ -437,6 +445,8 @@ def slice_sparse(
     offset: int = 0,
     background: int = 0,
     ignore_index: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> NoiseResult:
     """Sparse annotation: only every ``k``-th slice is drawn, the rest is interpolated.
 
@@ -454,6 +464,8 @@ def slice_sparse(
         offset: Index of the first annotated slice (0 <= offset < k).
         background: Class of voxels outside every structure.
         ignore_index: Voxels never changed (excluded from the distance maps).
+        seed: Accepted for a uniform injector signature; unused (deterministic).
+        generator: Accepted for a uniform signature; unused.
 
     Returns:
         :class:`NoiseResult`. Deterministic.
