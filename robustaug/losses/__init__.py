@@ -130,5 +130,7 @@ def robust_loss(name: str, **kw) -> nn.Module:
     if key not in table:
         close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
         tip = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"Unknown loss {name!r}.{tip} robustaug.losses.list_losses('all') lists them.")
+        raise KeyError(
+            f"Unknown loss {name!r}.{tip} robustaug.losses.list_losses('all') lists them."
+        )
     return table[key](**kw)

@@ -124,7 +124,9 @@ def check_input_target(input: Tensor, target: Tensor) -> bool:
             )
         return True
     if target.dtype == torch.bool or torch.is_complex(target):
-        raise TypeError(f"target must be class indices (integer) or probabilities, got {target.dtype}.")
+        raise TypeError(
+            f"target must be class indices (integer) or probabilities, got {target.dtype}."
+        )
     expected = (input.shape[0], *input.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(

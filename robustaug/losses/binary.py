@@ -65,7 +65,9 @@ class SigmoidLoss(nn.Module):
             raise TypeError("loss must be a per-label (linear) RobustLoss or its registered name.")
         self.loss = loss
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight))
-        self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight))
+        self.register_buffer(
+            "pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight)
+        )
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -78,8 +80,9 @@ class SigmoidLoss(nn.Module):
         with torch.autocast(device_type=input.device.type, enabled=False):
             z = input.to(dtype)
             t = target.to(dtype)
-            logp = torch.stack([torch.nn.functional.logsigmoid(-z),
-                                torch.nn.functional.logsigmoid(z)], dim=1)
+            logp = torch.stack(
+                [torch.nn.functional.logsigmoid(-z), torch.nn.functional.logsigmoid(z)], dim=1
+            )
             L = self.loss.class_losses(logp)  # (..., 2 in dim 1)
             neg, pos = L[:, 0], L[:, 1]
             if self.pos_weight is not None:
@@ -93,7 +96,11 @@ class SigmoidLoss(nn.Module):
 def _named(cls_name: str, base: str, doc: str, **defaults):
     def __init__(self, *, weight=None, pos_weight=None, reduction="mean", **kw):
         SigmoidLoss.__init__(
-            self, base, weight=weight, pos_weight=pos_weight, reduction=reduction,
+            self,
+            base,
+            weight=weight,
+            pos_weight=pos_weight,
+            reduction=reduction,
             **{**defaults, **kw},
         )
 
@@ -103,51 +110,62 @@ def _named(cls_name: str, base: str, doc: str, **defaults):
 
 
 BinaryCE = _named(
-    "BinaryCE", "ce",
+    "BinaryCE",
+    "ce",
     """Binary cross-entropy on logits (equals ``F.binary_cross_entropy_with_logits``); baseline.""",
 )
 BinaryGCE = _named(
-    "BinaryGCE", "gce",
+    "BinaryGCE",
+    "gce",
     """Sigmoid GCE ``(1 - p_t^q) / q`` per label, ``p_t = sigmoid(z)`` if ``t = 1`` else
     ``1 - sigmoid(z)``; ``q`` default 0.7.
 
     References: Zhang & Sabuncu, NeurIPS 2018.""",
 )
 BinaryMAE = _named(
-    "BinaryMAE", "mae",
+    "BinaryMAE",
+    "mae",
     """Sigmoid MAE ``scale * (1 - p_t)`` per label (``scale`` default 1).
 
     References: Ghosh et al., AAAI 2017.""",
 )
 BinarySCE = _named(
-    "BinarySCE", "sce",
+    "BinarySCE",
+    "sce",
     """Sigmoid SCE ``alpha * BCE + beta * (-A)(1 - p_t)`` per label (alpha 0.1, beta 1, A ln 1e-4).
 
     References: Wang et al., ICCV 2019.""",
 )
 BinaryFocal = _named(
-    "BinaryFocal", "focal",
+    "BinaryFocal",
+    "focal",
     """Sigmoid focal loss ``-(1 - p_t)^gamma log p_t`` per label, ``gamma`` default 2; stable gradients
     for saturated logits. Class balancing ``alpha`` = ``pos_weight``/``weight``.
 
     References: Lin et al., ICCV 2017.""",
 )
 BinaryNFL = _named(
-    "BinaryNFL", "nfl",
+    "BinaryNFL",
+    "nfl",
     """Sigmoid normalized focal loss per label (two-class NFL, ``gamma`` default 0.5).
 
     References: Ma et al., ICML 2020.""",
 )
 BinaryNCERCE = _named(
-    "BinaryNCERCE", "nce+rce",
+    "BinaryNCERCE",
+    "nce+rce",
     """Sigmoid NCE+RCE (two-class active-passive loss) per label, alpha = beta = 1.
 
     References: Ma et al., ICML 2020.""",
 )
 
 for _cls, _name in [
-    (BinaryCE, "binary_ce"), (BinaryGCE, "binary_gce"), (BinaryMAE, "binary_mae"),
-    (BinarySCE, "binary_sce"), (BinaryFocal, "binary_focal"), (BinaryNFL, "binary_nfl"),
+    (BinaryCE, "binary_ce"),
+    (BinaryGCE, "binary_gce"),
+    (BinaryMAE, "binary_mae"),
+    (BinarySCE, "binary_sce"),
+    (BinaryFocal, "binary_focal"),
+    (BinaryNFL, "binary_nfl"),
     (BinaryNCERCE, "binary_nce+rce"),
 ]:
     register_loss(_name, sigmoid=True)(_cls)

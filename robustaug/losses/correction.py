@@ -24,7 +24,9 @@ def check_transition_matrix(T: Tensor, atol: float = 1e-5) -> Tensor:
     """
     T = torch.as_tensor(T, dtype=torch.float64)
     if T.dim() != 2 or T.shape[0] != T.shape[1] or T.shape[0] < 2:
-        raise ValueError(f"T must be a square (C, C) matrix with C >= 2, got shape {tuple(T.shape)}.")
+        raise ValueError(
+            f"T must be a square (C, C) matrix with C >= 2, got shape {tuple(T.shape)}."
+        )
     if not bool(torch.isfinite(T).all()) or bool((T < 0).any()):
         raise ValueError("T must have finite, non-negative entries.")
     rows = T.sum(1)
@@ -176,10 +178,14 @@ class ELR(RobustLoss):
     def forward(self, input: Tensor, target: Tensor, index: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """Loss for a batch; ``index`` holds the dataset indices ``(N,)`` of its samples."""
         if index is None:
-            raise ValueError("ELR needs the dataset indices of the batch: loss(input, target, index).")
+            raise ValueError(
+                "ELR needs the dataset indices of the batch: loss(input, target, index)."
+            )
         index = torch.as_tensor(index, device=self.targets.device).long()
         if index.shape != (input.shape[0],):
-            raise ValueError(f"index must have shape ({input.shape[0]},), got {tuple(index.shape)}.")
+            raise ValueError(
+                f"index must have shape ({input.shape[0]},), got {tuple(index.shape)}."
+            )
         if bool(((index < 0) | (index >= self.num_examples)).any()):
             raise ValueError(f"index values must lie in [0, {self.num_examples}).")
         if tuple(input.shape[1:]) != (self.num_classes, *self.spatial_shape):

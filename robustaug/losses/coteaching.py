@@ -13,7 +13,9 @@ from torch import Tensor, nn
 __all__ = ["CoTeaching", "keep_ratio"]
 
 
-def keep_ratio(epoch: float, forget_rate: float, num_gradual: int = 10, exponent: float = 1.0) -> float:
+def keep_ratio(
+    epoch: float, forget_rate: float, num_gradual: int = 10, exponent: float = 1.0
+) -> float:
     """Co-teaching schedule ``R(T) = 1 - tau * min(T^c / T_k, 1)``.
 
     Args:

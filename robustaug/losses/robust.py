@@ -185,9 +185,7 @@ class SCE(RobustLoss):
         Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
     """
 
-    def __init__(
-        self, alpha: float = 0.1, beta: float = 1.0, A: float = SCE_A_CODE, **kw
-    ) -> None:
+    def __init__(self, alpha: float = 0.1, beta: float = 1.0, A: float = SCE_A_CODE, **kw) -> None:
         super().__init__(**kw)
         self.alpha = _pos("alpha", alpha, strict=False)
         self.beta = _pos("beta", beta, strict=False)
@@ -429,10 +427,25 @@ class NNFL(RobustLoss):
         return self.scale * (1 - s / s.sum(1, keepdim=True))
 
 
-_ACTIVE = {"nce": NCE, "nfl": NFL, "ngce": NGCE, "nmae": NMAE, "ce": CrossEntropy, "focal": FocalLoss,
-           "gce": GCE}
-_PASSIVE = {"rce": RCE, "mae": MAE, "agce": AGCE, "aul": AUL, "ael": AEL, "nmae": NMAE, "nnce": NNCE,
-            "nnfl": NNFL}
+_ACTIVE = {
+    "nce": NCE,
+    "nfl": NFL,
+    "ngce": NGCE,
+    "nmae": NMAE,
+    "ce": CrossEntropy,
+    "focal": FocalLoss,
+    "gce": GCE,
+}
+_PASSIVE = {
+    "rce": RCE,
+    "mae": MAE,
+    "agce": AGCE,
+    "aul": AUL,
+    "ael": AEL,
+    "nmae": NMAE,
+    "nnce": NNCE,
+    "nnfl": NNFL,
+}
 
 
 def _make_part(part: RobustLoss | str, table: dict[str, type[RobustLoss]], kw: dict) -> RobustLoss:
@@ -472,10 +485,20 @@ class ActivePassive(RobustLoss):
         "nce+rce": {"active": "nce", "passive": "rce", "alpha": 1.0, "beta": 1.0},
         "nfl+rce": {"active": "nfl", "passive": "rce", "alpha": 1.0, "beta": 1.0},
         "nce+mae": {"active": "nce", "passive": "mae", "alpha": 1.0, "beta": 1.0},
-        "nce+agce": {"active": "nce", "passive": "agce", "alpha": 1.0, "beta": 4.0,
-                     "passive_kw": {"a": 6.0, "q": 1.5}},
-        "nce+aul": {"active": "nce", "passive": "aul", "alpha": 1.0, "beta": 4.0,
-                    "passive_kw": {"a": 6.3, "q": 1.5}},
+        "nce+agce": {
+            "active": "nce",
+            "passive": "agce",
+            "alpha": 1.0,
+            "beta": 4.0,
+            "passive_kw": {"a": 6.0, "q": 1.5},
+        },
+        "nce+aul": {
+            "active": "nce",
+            "passive": "aul",
+            "alpha": 1.0,
+            "beta": 4.0,
+            "passive_kw": {"a": 6.3, "q": 1.5},
+        },
     }
 
     def __init__(

@@ -51,5 +51,3 @@ def logits(shape, seed: int = 0, scale: float = 1.0, dtype=torch.float64) -> tor
 def labels(n: int, c: int, spatial=(), seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed + 100)
     return torch.randint(0, c, (n, *spatial), generator=g)
-
-

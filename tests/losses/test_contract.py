@@ -213,7 +213,8 @@ def test_registry_covers_every_loss_class():
     from robustaug.losses import RobustLoss, robust_loss
 
     classes = {
-        obj for obj in vars(L).values()
+        obj
+        for obj in vars(L).values()
         if inspect.isclass(obj) and issubclass(obj, RobustLoss) and obj is not RobustLoss
     }
     built = {type(build(n, 4)) for n in ALL_LOSSES}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -72,7 +73,9 @@ def test_ce_matches_torch_everywhere():
         ref = F.cross_entropy(z, t, weight=w, ignore_index=7, reduction=red)
         torch.testing.assert_close(ours, ref)
         q = torch.softmax(logits((3, 5, 4, 4), seed=2), 1)
-        torch.testing.assert_close(CrossEntropy(reduction=red)(z, q), F.cross_entropy(z, q, reduction=red))
+        torch.testing.assert_close(
+            CrossEntropy(reduction=red)(z, q), F.cross_entropy(z, q, reduction=red)
+        )
 
 
 def test_gce_limits(zt):
@@ -137,9 +140,13 @@ def test_rce_and_sce(zt, A):
     torch.testing.assert_close(none(RCE, z, t, A=A), -A * (1 - p_y(z, t)))
     s = class_sum(RCE(A=A, reduction="none"), z)
     torch.testing.assert_close(s, torch.full_like(s, -A * (C - 1)))
-    torch.testing.assert_close(none(SCE, z, t, alpha=1.0, beta=0.0, A=A), F.cross_entropy(z, t, reduction="none"))
+    torch.testing.assert_close(
+        none(SCE, z, t, alpha=1.0, beta=0.0, A=A), F.cross_entropy(z, t, reduction="none")
+    )
     both = none(SCE, z, t, alpha=0.1, beta=1.0, A=A)
-    torch.testing.assert_close(both, 0.1 * F.cross_entropy(z, t, reduction="none") - A * (1 - p_y(z, t)))
+    torch.testing.assert_close(
+        both, 0.1 * F.cross_entropy(z, t, reduction="none") - A * (1 - p_y(z, t))
+    )
     assert pytest.approx(-9.2103, abs=1e-4) == RCE().A  # the code's A, not the paper's -4
 
 
@@ -161,15 +168,19 @@ def test_taylor_ce(zt):
     z, t = zt
     py = p_y(z, t)
     torch.testing.assert_close(none(TaylorCE, z, t, order=1), 1 - py)
-    torch.testing.assert_close(none(TaylorCE, z, t, order=3), sum((1 - py) ** k / k for k in (1, 2, 3)))
+    torch.testing.assert_close(
+        none(TaylorCE, z, t, order=3), sum((1 - py) ** k / k for k in (1, 2, 3))
+    )
     ce = F.cross_entropy(z, t, reduction="none")
     gaps = [(ce - none(TaylorCE, z, t, order=o)).abs().mean().item() for o in (1, 2, 5, 20, 200)]
-    assert all(a > b for a, b in zip(gaps, gaps[1:]))
+    assert all(a > b for a, b in itertools.pairwise(gaps))
     # the remainder sum_{k>t} u^k/k is bounded by u^(t+1) / ((t+1)(1-u)), u = 1 - p_y
     u = 1 - py
     for order in (5, 50):
         rem = ce - none(TaylorCE, z, t, order=order)
-        assert (rem >= -1e-12).all() and (rem <= u ** (order + 1) / ((order + 1) * (1 - u)) + 1e-12).all()
+        assert (rem >= -1e-12).all() and (
+            rem <= u ** (order + 1) / ((order + 1) * (1 - u)) + 1e-12
+        ).all()
 
 
 def test_focal_and_nfl_formulas(zt):
@@ -178,7 +189,9 @@ def test_focal_and_nfl_formulas(zt):
     torch.testing.assert_close(none(FocalLoss, z, t, gamma=2.0), (1 - py) ** 2 * ce)
     p = torch.softmax(z, 1)
     fl = -((1 - p) ** 0.5) * torch.log(p)
-    torch.testing.assert_close(none(NFL, z, t, gamma=0.5), fl.gather(1, t[:, None]).squeeze(1) / fl.sum(1))
+    torch.testing.assert_close(
+        none(NFL, z, t, gamma=0.5), fl.gather(1, t[:, None]).squeeze(1) / fl.sum(1)
+    )
 
 
 def test_nfl_nan_regression_saturated_logits():
@@ -233,7 +246,9 @@ def test_bootstrap(zt):
     ent = -(p * torch.log(p)).sum(1)
     torch.testing.assert_close(none(Bootstrap, z, t, beta=0.95), 0.95 * ce + 0.05 * ent)
     hard = none(Bootstrap, z, t, hard=True)
-    torch.testing.assert_close(hard, 0.8 * ce + 0.2 * F.cross_entropy(z, z.argmax(1), reduction="none"))
+    torch.testing.assert_close(
+        hard, 0.8 * ce + 0.2 * F.cross_entropy(z, z.argmax(1), reduction="none")
+    )
     assert Bootstrap().beta == 0.95 and Bootstrap(hard=True).beta == 0.8
 
 
@@ -245,7 +260,9 @@ def test_forward_backward_correction(zt):
     torch.testing.assert_close(none(BackwardCorrected, z, t, T=eye), ce)
     T = random_T(C, diag=0.6)
     noisy = torch.softmax(z, 1) @ T
-    torch.testing.assert_close(none(ForwardCorrected, z, t, T=T), -torch.log(noisy.gather(1, t[:, None]).squeeze(1)))
+    torch.testing.assert_close(
+        none(ForwardCorrected, z, t, T=T), -torch.log(noisy.gather(1, t[:, None]).squeeze(1))
+    )
     # backward correction is unbiased: E_{noisy | true}[loss] = clean CE
     lb = torch.stack([none(BackwardCorrected, z, torch.full((N,), k), T=T) for k in range(C)], 1)
     torch.testing.assert_close((lb * T[t]).sum(1), ce)
@@ -277,7 +294,9 @@ def test_elr_lam0_is_ce_and_update_rule():
     t1 = 0.3 * (p / p.sum(1, keepdim=True))
     torch.testing.assert_close(elr.targets[idx].double(), t1, rtol=1e-6, atol=1e-7)
     assert elr.targets[[0, 2, 3]].abs().sum() == 0
-    expect = F.cross_entropy(z, t, reduction="none") + 3.0 * torch.log(1 - (t1.float().double() * p).sum(1))
+    expect = F.cross_entropy(z, t, reduction="none") + 3.0 * torch.log(
+        1 - (t1.float().double() * p).sum(1)
+    )
     torch.testing.assert_close(out1, expect, rtol=1e-6, atol=1e-6)
     out2 = elr(z, t, idx)  # second update: t <- 0.7 t + 0.3 p
     t2 = 0.7 * t1 + 0.3 * (p / p.sum(1, keepdim=True))
@@ -352,9 +371,17 @@ def test_nr_dice_formula_and_background():
 
 @pytest.mark.parametrize(
     ("cls", "kw", "match"),
-    [(GCE, {"q": 0.0}, "q"), (GCE, {"q": 1.5}, "q"), (AUL, {"a": 1.0}, "a"), (RCE, {"A": 1.0}, "A"),
-     (TaylorCE, {"order": 0}, "order"), (TruncatedGCE, {"k": 1.0}, "k"), (Bootstrap, {"beta": 2.0}, "beta"),
-     (CrossEntropy, {"weight": torch.ones(2, 2)}, "weight"), (ELR, {"num_examples": 0, "num_classes": 3}, "num")],
+    [
+        (GCE, {"q": 0.0}, "q"),
+        (GCE, {"q": 1.5}, "q"),
+        (AUL, {"a": 1.0}, "a"),
+        (RCE, {"A": 1.0}, "A"),
+        (TaylorCE, {"order": 0}, "order"),
+        (TruncatedGCE, {"k": 1.0}, "k"),
+        (Bootstrap, {"beta": 2.0}, "beta"),
+        (CrossEntropy, {"weight": torch.ones(2, 2)}, "weight"),
+        (ELR, {"num_examples": 0, "num_classes": 3}, "num"),
+    ],
 )
 def test_bad_parameters(cls, kw, match):
     with pytest.raises(ValueError, match=match):

@@ -76,9 +76,7 @@ def test_binary_formulas():
     torch.testing.assert_close(BinaryGCE(q=1.0, reduction="none")(z, t), 1 - pt)
     assert (BinaryGCE(q=1e-5, reduction="none")(z, t) - bce).abs().max() < 1e-4
     torch.testing.assert_close(BinaryMAE(reduction="none")(z, t), 1 - pt)
-    torch.testing.assert_close(
-        BinarySCE(alpha=1.0, beta=0.0, reduction="none")(z, t), bce
-    )
+    torch.testing.assert_close(BinarySCE(alpha=1.0, beta=0.0, reduction="none")(z, t), bce)
     torch.testing.assert_close(BinaryFocal(gamma=2.0, reduction="none")(z, t), (1 - pt) ** 2 * bce)
     # a two-class softmax loss over (0, z) is the sigmoid loss
     z2 = torch.stack([torch.zeros_like(z), z], 1)
