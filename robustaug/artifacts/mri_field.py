@@ -269,14 +269,16 @@ class BiasField(Transform):
     Receive-coil sensitivity profiles and B1 transmit inhomogeneity multiply the signal by a slowly
     varying positive field. The log-field is a cubic B-spline on a coarse ``n_control`` grid of
     i.i.d. N(0, 1) coefficients, evaluated at full resolution with one small matrix product per axis
-    (:func:`robustaug.functional.mri_field.bspline_upsample`), then rescaled so that, over the
-    foreground (or the whole FOV), the field spans exactly ``peak_to_peak`` around a mid-range of 1:
-    BrainWeb's 20 % INU is a field of 0.90 ... 1.10 over the brain, 40 % is 0.80 ... 1.20.
+    (:func:`robustaug.functional.mri_field.bspline_upsample`), then rescaled affinely so that, over
+    the foreground (or the whole FOV), the field spans exactly ``p = peak_to_peak`` (BrainWeb: a 20 %
+    INU field spans 0.90 ... 1.10 over the brain, 40 % spans 0.80 ... 1.20) with mean 1
+    (``center="mean"``) or mid-range 1 (``center="midrange"``, BrainWeb's symmetric convention).
 
-    $$ y = x \\cdot b,\\quad b = \\exp\\big(a u + \\ln\\tfrac{2}{1 + e^a}\\big),\\quad
-    u = \\frac{l - \\min l}{\\max l - \\min l},\\quad a = \\ln\\frac{2 + p}{2 - p} $$
+    $$ y = x \\cdot b,\\quad b = \\frac{e^{a u}}{m(a)},\\quad u = \\frac{l - \\min l}{\\max l - \\min l},
+    \\quad \\frac{e^a - 1}{m(a)} = p,\\quad m(a) = \\overline{e^{a u}}\\ \\text{or}\\ \\frac{1 + e^a}{2} $$
 
-    so ``max b - min b = p`` and ``(max b + min b) / 2 = 1`` over the normalisation region.
+    so ``max b - min b = p`` over the normalisation region, and any sub-region (the brain) stays
+    within it.
 
     Args:
         peak_to_peak_percent: ``p`` in percent; scalar or ``(lo, hi)`` sampled uniformly; < 200.
@@ -284,6 +286,8 @@ class BiasField(Transform):
         normalize_over: ``"foreground"`` (voxels above ``foreground_threshold`` of the per-sample
             range: the range is exact over the head) or ``"fov"`` (the whole image).
         foreground_threshold: Fraction of the per-sample intensity range defining the foreground.
+        center: ``"mean"`` (mean field 1 over the region, intensities preserved on average) or
+            ``"midrange"`` ((max + min) / 2 = 1).
         p: Probability of applying, per sample.
         seed: Private seed.
         spatial_dims: Resolves the 4D ambiguity.
@@ -313,7 +317,7 @@ class BiasField(Transform):
         >>> import torch
         >>> t = BiasField(peak_to_peak_percent=20.0, normalize_over="fov", seed=0)
         >>> b = t(torch.ones(1, 64, 64))
-        >>> round(float(b.max() - b.min()), 4), round(float(b.max() + b.min()) / 2, 4)
+        >>> round(float(b.max() - b.min()), 4), round(float(b.mean()), 2)
         (0.2, 1.0)
     """
 
@@ -335,6 +339,7 @@ class BiasField(Transform):
         n_control: int = 5,
         normalize_over: str = "foreground",
         foreground_threshold: float = 0.1,
+        center: str = "mean",
         p: float = 1.0,
         seed: int | None = None,
         spatial_dims: int | None = None,
@@ -347,6 +352,7 @@ class BiasField(Transform):
         self.normalize_over = check_choice(normalize_over, "normalize_over", ("foreground", "fov"))
         self.foreground_threshold = check_range(foreground_threshold, "foreground_threshold",
                                                 low=0.0, high=1.0)[0]
+        self.center = check_choice(center, "center", ("mean", "midrange"))
 
     def sample_params(self, x: Tensor, generator: torch.Generator | None) -> Params:
         n, nd = x.shape[0], x.ndim - 2
@@ -364,7 +370,8 @@ class BiasField(Transform):
             lo, hi = flat.aminmax(dim=1)
             thr = lo + self.foreground_threshold * (hi - lo)
             mask = xd > bcast(thr, xd)
-        lf = F.normalize_log_field(lf, params["peak_to_peak"].to(device=x.device, dtype=x.dtype), mask)
+        lf = F.normalize_log_field(lf, params["peak_to_peak"].to(device=x.device, dtype=x.dtype), mask,
+                                   center=self.center)
         if not (torch.is_grad_enabled() and lf.requires_grad):
             return x * lf.exp_()
         return x * torch.exp(lf)
@@ -552,7 +559,7 @@ class ChemicalShift(Transform):
         readout_axis: int = -1,
         polarity: int | str = 1,
         fat_mask: Tensor | None = None,
-        fat_threshold: float = 0.9,
+        fat_threshold: float = 0.85,
         p: float = 1.0,
         seed: int | None = None,
         spatial_dims: int | None = None,
