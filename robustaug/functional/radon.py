@@ -1,0 +1,598 @@
+"""A fast, differentiable 2D X-ray projector: parallel and fan beam, forward projection and FBP.
+
+The projector is a precomputed sparse system matrix per geometry (cached), applied with one sparse
+matrix product per batch, so a batch of slices costs no more per slice than one slice and the same
+code runs on any device (CPU, CUDA). Gradients flow through both operators (their adjoints are the
+transposed matrices, built lazily on the first backward pass).
+
+Conventions (the same as scikit-image's ``radon``/``iradon`` so results can be compared directly):
+
+* Images are ``(B, C, N, N)`` with pixel ``(row, col)``; the rotation centre is pixel ``(N//2, N//2)``.
+* A parallel-beam view at angle ``theta`` integrates along the direction ``d = (sin t, cos t)``
+  (in ``(col, row)`` coordinates); detector coordinate ``s = (col - c) cos t - (row - c) sin t``
+  in pixels, detector channel ``j = s + n_det//2``. Angle 0 integrates down the columns.
+* Line integrals are in pixel units (multiply by the pixel size in mm and by mu in 1/mm to get
+  the dimensionless attenuation ``p``).
+* Sinograms are ``(B, C, n_views, n_det)`` (scikit-image's are ``(n_det, n_views)``).
+* The forward projector samples each ray with unit steps and bilinear interpolation (exactly
+  scikit-image's rotate-and-sum); FBP filters each view in the Fourier domain (ramp, Shepp-Logan,
+  cosine, Hamming or Hann window; the ramp is built from its spatial-domain form, Kak & Slaney
+  eq. 61) and back-projects with linear interpolation, scaled by ``pi / (2 n_views)``.
+* Fan beam: source at distance ``source_distance`` (pixels) from the rotation centre, detector at
+  ``detector_distance`` from the source, full 360 degree scan; ``detector="equiangular"`` (curved,
+  channels at equal fan angles ``gamma``) or ``"flat"`` (equal spacing on a line). A fan ray
+  ``(beta, gamma)`` is the parallel ray ``theta = beta + gamma``, ``s = D sin gamma``; FBP rebins
+  to parallel beam (a sparse bilinear map, both redundant half-scans averaged) and applies
+  parallel FBP.
+
+References:
+    Kak & Slaney, *Principles of Computerized Tomographic Imaging*, IEEE Press 1988, ch. 3;
+    van der Walt et al., "scikit-image", PeerJ 2014 (``skimage.transform.radon``).
+
+Examples:
+    >>> import torch
+    >>> g = ParallelBeam(64, n_views=90)
+    >>> x = torch.zeros(1, 1, 64, 64); x[..., 24:40, 24:40] = 1.0
+    >>> sino = forward_project(x, g)
+    >>> sino.shape
+    torch.Size([1, 1, 90, 64])
+    >>> rec = fbp(sino, g)
+    >>> float((rec - x)[..., 28:36, 28:36].abs().max()) < 0.1
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+__all__ = [
+    "FILTERS",
+    "FanBeam",
+    "ParallelBeam",
+    "backproject",
+    "clear_cache",
+    "fbp",
+    "filter_sinogram",
+    "forward_project",
+    "rebin_fan_to_parallel",
+]
+
+FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
+
+
+# ----------------------------------------------------------------------------- geometries
+@dataclass(frozen=True)
+class ParallelBeam:
+    """Parallel-beam geometry for ``size x size`` images.
+
+    Args:
+        size: Image edge ``N`` in pixels.
+        n_views: Number of views, uniformly over ``[0, angle_range_deg)``; ignored if ``angles_deg``.
+        angle_range_deg: Angular range in degrees (180 is a complete parallel scan).
+        n_det: Detector channels; default ``N`` when ``circle`` (the inscribed circle is the field
+            of view, as scikit-image's ``circle=True``) else ``ceil(sqrt(2) N)`` rounded to
+            ``N``'s parity (the whole square is covered).
+        circle: Whether the object is assumed to lie inside the inscribed circle (reconstructions
+            are zeroed outside it).
+        angles_deg: Explicit view angles in degrees (a tuple), overriding ``n_views``.
+    """
+
+    size: int
+    n_views: int = 180
+    angle_range_deg: float = 180.0
+    n_det: int | None = None
+    circle: bool = True
+    angles_deg: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.size) < 4:
+            raise ValueError(f"`size` must be >= 4 pixels, got {self.size}.")
+        if self.angles_deg is None and int(self.n_views) < 1:
+            raise ValueError(f"`n_views` must be >= 1, got {self.n_views}.")
+
+    @property
+    def angles(self) -> np.ndarray:
+        """View angles in radians."""
+        if self.angles_deg is not None:
+            return np.deg2rad(np.asarray(self.angles_deg, dtype=np.float64))
+        return np.deg2rad(np.arange(self.n_views) * (self.angle_range_deg / self.n_views))
+
+    @property
+    def num_views(self) -> int:
+        return len(self.angles)
+
+    @property
+    def num_det(self) -> int:
+        if self.n_det is not None:
+            return int(self.n_det)
+        if self.circle:
+            return int(self.size)
+        d = math.ceil(math.sqrt(2.0) * self.size)
+        return d + ((d - self.size) % 2)
+
+    @property
+    def view_weight(self) -> float:
+        """FBP angular weight per view, ``d_theta / 2`` with ``d_theta = pi / n_views``."""
+        return math.pi / (2.0 * self.num_views)
+
+
+@dataclass(frozen=True)
+class FanBeam:
+    """Fan-beam geometry (full 360 degree scan) for ``size x size`` images.
+
+    Args:
+        size: Image edge ``N`` in pixels.
+        n_views: Number of source positions uniformly over 360 degrees.
+        source_distance: Source to rotation centre, in pixels (default ``2 N``).
+        detector_distance: Source to detector, in pixels (default ``2 source_distance``).
+        detector: ``"equiangular"`` (curved detector) or ``"flat"``.
+        n_det: Detector channels (default: enough to cover the field of view with the central
+            channel spacing equal to one pixel at the rotation centre).
+        circle: Field of view = the inscribed circle (True) or the whole square (False).
+    """
+
+    size: int
+    n_views: int = 360
+    source_distance: float | None = None
+    detector_distance: float | None = None
+    detector: str = "equiangular"
+    n_det: int | None = None
+    circle: bool = True
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("equiangular", "flat"):
+            raise ValueError(f"`detector` must be 'equiangular' or 'flat', got {self.detector!r}.")
+        if int(self.n_views) < 2:
+            raise ValueError(f"`n_views` must be >= 2, got {self.n_views}.")
+        if self.sod <= self.fov_radius:
+            raise ValueError(
+                f"`source_distance` ({self.sod}) must exceed the field-of-view radius "
+                f"({self.fov_radius}) in pixels."
+            )
+
+    @property
+    def sod(self) -> float:
+        return float(self.source_distance) if self.source_distance is not None else 2.0 * self.size
+
+    @property
+    def sdd(self) -> float:
+        return float(self.detector_distance) if self.detector_distance is not None else 2.0 * self.sod
+
+    @property
+    def fov_radius(self) -> float:
+        r = self.size / 2.0
+        return r if self.circle else r * math.sqrt(2.0)
+
+    @property
+    def angles(self) -> np.ndarray:
+        """Source angles ``beta`` in radians."""
+        return np.arange(self.n_views) * (2.0 * math.pi / self.n_views)
+
+    @property
+    def num_views(self) -> int:
+        return int(self.n_views)
+
+    @property
+    def _spacing(self) -> float:
+        # channel spacing: fan angle (rad) for equiangular, length at the detector for flat,
+        # chosen so that a channel spans one pixel at the rotation centre
+        return 1.0 / self.sod if self.detector == "equiangular" else self.sdd / self.sod
+
+    @property
+    def num_det(self) -> int:
+        if self.n_det is not None:
+            return int(self.n_det)
+        gmax = math.asin(min(1.0, (self.fov_radius + 1.0) / self.sod))
+        half = gmax / self._spacing if self.detector == "equiangular" else self.sdd * math.tan(gmax) / self._spacing
+        return 2 * math.ceil(half) + 1
+
+    def gammas(self) -> np.ndarray:
+        """Fan angle of each detector channel, in radians."""
+        k = np.arange(self.num_det) - (self.num_det - 1) / 2.0
+        if self.detector == "equiangular":
+            return k * self._spacing
+        return np.arctan(k * self._spacing / self.sdd)
+
+    def parallel(self) -> ParallelBeam:
+        """The parallel-beam geometry the fan sinogram is rebinned to for FBP."""
+        return ParallelBeam(self.size, n_views=max(1, self.n_views // 2), circle=self.circle)
+
+
+Geometry = ParallelBeam | FanBeam
+
+
+# ----------------------------------------------------------------------------- matrix cache
+_LOCK = threading.Lock()
+_NP_CACHE: OrderedDict[Any, sp.csr_matrix] = OrderedDict()
+_T_CACHE: OrderedDict[Any, Tensor] = OrderedDict()
+_MAX_NP = 24
+_MAX_T = 48
+
+
+def clear_cache() -> None:
+    """Drop all cached system matrices (they are rebuilt on demand)."""
+    with _LOCK:
+        _NP_CACHE.clear()
+        _T_CACHE.clear()
+
+
+def _np_matrix(key: Any, builder) -> sp.csr_matrix:
+    with _LOCK:
+        if key in _NP_CACHE:
+            _NP_CACHE.move_to_end(key)
+            return _NP_CACHE[key]
+    m = builder()
+    with _LOCK:
+        _NP_CACHE[key] = m
+        while len(_NP_CACHE) > _MAX_NP:
+            _NP_CACHE.popitem(last=False)
+    return m
+
+
+def _torch_matrix(key: Any, builder, dtype: torch.dtype, device: torch.device, transpose: bool) -> Tensor:
+    tkey = (key, transpose, dtype, str(device))
+    with _LOCK:
+        if tkey in _T_CACHE:
+            _T_CACHE.move_to_end(tkey)
+            return _T_CACHE[tkey]
+    m = _np_matrix(key, builder)
+    if transpose:
+        m = m.T.tocsr()
+    m.sort_indices()
+    idx_dtype = torch.int32 if max(m.shape[0], m.shape[1], m.nnz) < 2**31 - 1 else torch.int64
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        t = _make_csr(m, idx_dtype, dtype, device)
+    with _LOCK:
+        _T_CACHE[tkey] = t
+        while len(_T_CACHE) > _MAX_T:
+            _T_CACHE.popitem(last=False)
+    return t
+
+
+def _make_csr(m: sp.csr_matrix, idx_dtype: torch.dtype, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(m.indptr.astype(np.int64)).to(idx_dtype),
+        torch.from_numpy(m.indices.astype(np.int64)).to(idx_dtype),
+        torch.from_numpy(m.data).to(dtype),
+        size=m.shape,
+        check_invariants=False,
+    ).to(device)
+
+
+class _SpMM(torch.autograd.Function):
+    """``y = A x`` for a cached sparse ``A``; the backward pass uses ``A^T`` (built lazily)."""
+
+    @staticmethod
+    def forward(ctx, x2d: Tensor, key: Any, builder: Any) -> Tensor:  # type: ignore[override]
+        ctx.key, ctx.builder = key, builder
+        a = _torch_matrix(key, builder, x2d.dtype, x2d.device, transpose=False)
+        return a @ x2d
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        at = _torch_matrix(ctx.key, ctx.builder, g.dtype, g.device, transpose=True)
+        return at @ g.contiguous(), None, None
+
+
+def _apply_matrix(x: Tensor, key: Any, builder: Any, n_in: int) -> Tensor:
+    """Apply a cached sparse matrix to the two trailing axes of ``x`` (batched over the rest)."""
+    lead = x.shape[: x.ndim - 2]
+    cols = x.reshape(-1, n_in).t().contiguous()
+    if cols.shape[1] == 0:
+        m = _np_matrix(key, builder)
+        return x.new_zeros((*lead, m.shape[0]))
+    y = _SpMM.apply(cols, key, builder)
+    return y.t().reshape(*lead, -1)
+
+
+# ----------------------------------------------------------------------------- builders
+def _bilinear_rays(n: int, org_c: np.ndarray, org_r: np.ndarray, dir_c: np.ndarray, dir_r: np.ndarray,
+                   t: np.ndarray, chunk_rays: int = 4096) -> sp.csr_matrix:
+    """Sparse matrix of unit-step bilinear ray sums: one row per ray, ``n*n`` columns.
+
+    Ray ``k`` samples ``(col, row) = org_k + t_j dir_k`` for every ``t_j`` in ``t``.
+    """
+    n_rays = org_c.shape[0]
+    parts = []
+    for a in range(0, n_rays, chunk_rays):
+        b = min(n_rays, a + chunk_rays)
+        cc = org_c[a:b, None] + dir_c[a:b, None] * t[None, :]
+        rr = org_r[a:b, None] + dir_r[a:b, None] * t[None, :]
+        ray = np.broadcast_to(np.arange(a, b)[:, None], cc.shape)
+        inside = (cc > -1.0) & (cc < n) & (rr > -1.0) & (rr < n)
+        cc, rr, ray = cc[inside], rr[inside], ray[inside]
+        c0 = np.floor(cc)
+        r0 = np.floor(rr)
+        fc, fr = cc - c0, rr - r0
+        c0 = c0.astype(np.int64)
+        r0 = r0.astype(np.int64)
+        rows, cols, vals = [], [], []
+        for dr, dc, w in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
+            ri, ci = r0 + dr, c0 + dc
+            ok = (ri >= 0) & (ri < n) & (ci >= 0) & (ci < n) & (w > 1e-12)
+            rows.append(ray[ok])
+            cols.append(ri[ok] * n + ci[ok])
+            vals.append(w[ok])
+        m = sp.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows) - a, np.concatenate(cols))), shape=(b - a, n * n)
+        ).tocsr()
+        m.sum_duplicates()
+        parts.append(m)
+    return sp.vstack(parts, format="csr")
+
+
+def _parallel_forward_builder(g: ParallelBeam):
+    def build() -> sp.csr_matrix:
+        n, nd = g.size, g.num_det
+        c = n // 2
+        ang = g.angles
+        s = np.arange(nd) - nd // 2
+        if g.circle:
+            t = np.arange(n) - c
+        else:
+            t = np.arange(nd) - nd // 2
+        cos, sin = np.cos(ang)[:, None], np.sin(ang)[:, None]
+        org_c = (c + s[None, :] * cos).ravel()
+        org_r = (c - s[None, :] * sin).ravel()
+        dir_c = np.broadcast_to(sin, (len(ang), nd)).ravel()
+        dir_r = np.broadcast_to(cos, (len(ang), nd)).ravel()
+        m = _bilinear_rays(n, org_c, org_r, dir_c, dir_r, t.astype(np.float64))
+        if g.circle:  # the object lies inside the inscribed circle: drop the corner pixels
+            rr, cc = np.mgrid[:n, :n]
+            keep = ((rr - c) ** 2 + (cc - c) ** 2 <= c**2).ravel().astype(np.float64)
+            m = (m @ sp.diags(keep)).tocsr()
+            m.eliminate_zeros()
+        return m
+
+    return build
+
+
+def _fan_forward_builder(g: FanBeam):
+    def build() -> sp.csr_matrix:
+        n = g.size
+        c = n // 2
+        beta = g.angles[:, None]
+        gam = g.gammas()[None, :]
+        theta = beta + gam
+        s = g.sod * np.sin(gam) * np.ones_like(theta)
+        cos, sin = np.cos(theta), np.sin(theta)
+        org_c = (c + s * cos).ravel()
+        org_r = (c - s * sin).ravel()
+        half = math.ceil(g.fov_radius) + 1
+        t = np.arange(-half, half + 1, dtype=np.float64)
+        return _bilinear_rays(n, org_c, org_r, sin.ravel(), cos.ravel(), t)
+
+    return build
+
+
+def _parallel_backproject_builder(g: ParallelBeam, scale: bool = True):
+    def build() -> sp.csr_matrix:
+        n, nd = g.size, g.num_det + 2  # one guard channel each side (filtered tails)
+        radius = n // 2
+        rr, cc = np.mgrid[:n, :n]
+        xpr, ypr = (rr - radius).ravel(), (cc - radius).ravel()
+        pix = np.arange(n * n)
+        if g.circle:
+            keep = xpr**2 + ypr**2 <= radius**2
+            xpr, ypr, pix = xpr[keep], ypr[keep], pix[keep]
+        w = g.view_weight if scale else 1.0
+        rows, cols, vals = [], [], []
+        for v, a in enumerate(g.angles):
+            t = ypr * math.cos(a) - xpr * math.sin(a) + g.num_det // 2 + 1
+            ok = (t >= 0) & (t <= nd - 1)
+            t, p = t[ok], pix[ok]
+            i0 = np.minimum(np.floor(t).astype(np.int64), nd - 1)
+            f = t - i0
+            rows += [p, p]
+            cols += [v * nd + i0, v * nd + np.minimum(i0 + 1, nd - 1)]
+            vals += [(1 - f) * w, f * w]
+        m = sp.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n * n, g.num_views * nd)
+        ).tocsr()
+        m.sum_duplicates()
+        m.eliminate_zeros()
+        return m
+
+    return build
+
+
+def _rebin_builder(g: FanBeam):
+    def build() -> sp.csr_matrix:
+        pg = g.parallel()
+        nd_p, nv_p = pg.num_det, pg.num_views
+        nd_f, nv_f = g.num_det, g.num_views
+        theta = pg.angles[:, None]
+        s = (np.arange(nd_p) - nd_p // 2)[None, :].astype(np.float64)
+        rows, cols, vals = [], [], []
+        out_idx = (np.arange(nv_p)[:, None] * nd_p + np.arange(nd_p)[None, :])
+        dbeta = 2 * math.pi / nv_f
+        gam_all = g.gammas()
+        for sign, extra in ((1.0, 0.0), (-1.0, math.pi)):
+            ss = sign * s
+            ratio = np.clip(ss / g.sod, -1.0, 1.0)
+            gam = np.arcsin(ratio) * np.ones_like(theta)
+            beta = (theta + extra - gam) % (2 * math.pi)
+            if g.detector == "equiangular":
+                k = gam / g._spacing + (nd_f - 1) / 2.0
+            else:
+                k = g.sdd * np.tan(gam) / g._spacing + (nd_f - 1) / 2.0
+            b = beta / dbeta
+            b0 = np.floor(b).astype(np.int64)
+            fb = b - b0
+            k0 = np.floor(k).astype(np.int64)
+            fk = k - k0
+            valid_k = (k >= 0) & (k <= nd_f - 1) & (np.abs(gam) <= np.abs(gam_all).max() + 1e-12)
+            for db, wb in ((0, 1 - fb), (1, fb)):
+                bi = (b0 + db) % nv_f
+                for dk, wk in ((0, 1 - fk), (1, fk)):
+                    ki = np.minimum(k0 + dk, nd_f - 1)
+                    w = 0.5 * wb * wk
+                    ok = valid_k & (w > 1e-12)
+                    rows.append(out_idx[ok])
+                    cols.append((bi * nd_f + ki)[ok])
+                    vals.append(w[ok])
+        m = sp.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nv_p * nd_p, nv_f * nd_f)
+        ).tocsr()
+        m.sum_duplicates()
+        return m
+
+    return build
+
+
+# ----------------------------------------------------------------------------- public API
+def _check_image(x: Tensor, n: int, name: str = "x") -> None:
+    if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[-1] != n or x.shape[-2] != n:
+        shp = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"`{name}` must be (..., {n}, {n}) to match the geometry size, got {shp}.")
+
+
+def _check_sino(s: Tensor, nv: int, nd: int, name: str = "sino") -> None:
+    if not isinstance(s, Tensor) or s.ndim < 2 or s.shape[-2] != nv or s.shape[-1] != nd:
+        shp = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+        raise ValueError(f"`{name}` must be (..., n_views={nv}, n_det={nd}), got {shp}.")
+
+
+def forward_project(x: Tensor, geometry: Geometry) -> Tensor:
+    """Line integrals of ``x`` along every ray of ``geometry`` (pixel units).
+
+    $$ p(\\theta, s) = \\int f(s\\,\\mathbf e_\\theta + t\\,\\mathbf d_\\theta)\\,dt $$
+
+    Args:
+        x: Images ``(..., N, N)`` (any leading batch/channel axes; float32 or float64, any device).
+        geometry: A :class:`ParallelBeam` or :class:`FanBeam` with ``size == N``.
+
+    Returns:
+        The sinogram ``(..., n_views, n_det)``; differentiable w.r.t. ``x``.
+    """
+    n = geometry.size
+    _check_image(x, n)
+    if isinstance(geometry, FanBeam):
+        key, builder = ("fan_fwd", geometry), _fan_forward_builder(geometry)
+    else:
+        key, builder = ("par_fwd", geometry), _parallel_forward_builder(geometry)
+    y = _apply_matrix(x, key, builder, n * n)
+    return y.reshape(*x.shape[:-2], geometry.num_views, geometry.num_det)
+
+
+def _fourier_filter(size: int, name: str) -> np.ndarray:
+    n = np.concatenate((np.arange(1, size / 2 + 1, 2, dtype=int), np.arange(size / 2 - 1, 0, -2, dtype=int)))
+    f = np.zeros(size)
+    f[0] = 0.25
+    f[1::2] = -1 / (np.pi * n) ** 2
+    filt = 2 * np.real(np.fft.fft(f))
+    if name == "ramp":
+        pass
+    elif name == "shepp-logan":
+        omega = np.pi * np.fft.fftfreq(size)[1:]
+        filt[1:] *= np.sin(omega) / omega
+    elif name == "cosine":
+        filt *= np.fft.fftshift(np.sin(np.linspace(0, np.pi, size, endpoint=False)))
+    elif name == "hamming":
+        filt *= np.fft.fftshift(np.hamming(size))
+    elif name == "hann":
+        filt *= np.fft.fftshift(np.hanning(size))
+    else:
+        raise ValueError(f"`filter` must be one of {FILTERS}, got {name!r}.")
+    return filt
+
+
+def _padded_size(g: ParallelBeam) -> int:
+    nd = g.num_det
+    if g.circle:
+        nd = int(np.ceil(np.sqrt(2) * nd))  # scikit-image pads circle sinograms to the diagonal
+    return max(64, int(2 ** np.ceil(np.log2(2 * nd))))
+
+
+def filter_sinogram(
+    sino: Tensor, geometry: ParallelBeam, filter: str = "ramp", *, guard: bool = False
+) -> Tensor:
+    """Filter each view with the FBP filter (zero-padded FFT along the detector axis).
+
+    Args:
+        sino: ``(..., n_views, n_det)``.
+        geometry: The parallel-beam geometry.
+        filter: One of :data:`FILTERS`.
+        guard: Also return the filtered tails one channel beyond each end (``n_det + 2`` channels).
+
+    Returns:
+        The filtered sinogram (same shape, or ``n_det + 2`` channels with ``guard``).
+    """
+    if filter not in FILTERS:
+        raise ValueError(f"`filter` must be one of {FILTERS}, got {filter!r}.")
+    nd = geometry.num_det
+    size = _padded_size(geometry)
+    h = torch.as_tensor(_fourier_filter(size, filter), dtype=sino.dtype, device=sino.device)
+    spec = torch.fft.fft(sino, n=size, dim=-1) * h
+    q = torch.fft.ifft(spec, dim=-1).real
+    if guard:
+        return torch.cat([q[..., -1:], q[..., : nd + 1]], dim=-1).to(sino.dtype)
+    return q[..., :nd].to(sino.dtype)
+
+
+def backproject(sino: Tensor, geometry: ParallelBeam, *, scale: bool = True) -> Tensor:
+    """Pixel-driven linear-interpolation back-projection (weighted by ``pi / 2 n_views``).
+
+    Args:
+        sino: ``(..., n_views, n_det)`` (parallel beam).
+        geometry: The parallel-beam geometry.
+        scale: Include the FBP angular weight ``pi / (2 n_views)``.
+
+    Returns:
+        Images ``(..., N, N)`` (zero outside the inscribed circle when ``geometry.circle``).
+    """
+    nv, nd = geometry.num_views, geometry.num_det
+    _check_sino(sino, nv, nd)
+    return _backproject_guarded(torch.nn.functional.pad(sino, (1, 1)), geometry, scale)
+
+
+def _backproject_guarded(q: Tensor, geometry: ParallelBeam, scale: bool = True) -> Tensor:
+    nv, nd, n = geometry.num_views, geometry.num_det + 2, geometry.size
+    key = ("par_bp", geometry, bool(scale))
+    y = _apply_matrix(q, key, _parallel_backproject_builder(geometry, scale), nv * nd)
+    return y.reshape(*q.shape[:-2], n, n)
+
+
+def rebin_fan_to_parallel(sino: Tensor, geometry: FanBeam) -> Tensor:
+    """Rebin a full-scan fan-beam sinogram to ``geometry.parallel()`` (bilinear, both half-scans averaged)."""
+    _check_sino(sino, geometry.num_views, geometry.num_det)
+    pg = geometry.parallel()
+    y = _apply_matrix(sino, ("rebin", geometry), _rebin_builder(geometry), geometry.num_views * geometry.num_det)
+    return y.reshape(*sino.shape[:-2], pg.num_views, pg.num_det)
+
+
+def fbp(sino: Tensor, geometry: Geometry, filter: str = "ramp", view_weights: Tensor | None = None) -> Tensor:
+    """Filtered back-projection.
+
+    $$ f(\\mathbf r) = \\frac{\\pi}{2 n_\\theta}\\sum_\\theta (p_\\theta * h)(\\mathbf r\\cdot\\mathbf e_\\theta) $$
+
+    Args:
+        sino: ``(..., n_views, n_det)`` in the geometry's layout.
+        geometry: :class:`ParallelBeam` or :class:`FanBeam` (rebinned to parallel first).
+        filter: ``"ramp"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
+        view_weights: Optional per-view multipliers broadcastable to ``(..., n_views)`` (e.g. a
+            0/1 mask rescaled for sparse-view or limited-angle reconstruction; parallel beam only).
+
+    Returns:
+        Images ``(..., N, N)``; differentiable w.r.t. ``sino``.
+    """
+    if isinstance(geometry, FanBeam):
+        sino = rebin_fan_to_parallel(sino, geometry)
+        geometry = geometry.parallel()
+    _check_sino(sino, geometry.num_views, geometry.num_det)
+    q = filter_sinogram(sino, geometry, filter, guard=True)
+    if view_weights is not None:
+        q = q * view_weights.to(device=q.device, dtype=q.dtype).unsqueeze(-1)
+    return _backproject_guarded(q, geometry)
