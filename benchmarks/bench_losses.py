@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -90,7 +91,7 @@ class BatchedMLP(torch.nn.Module):
         super().__init__()
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             ws, bs = [], []
             for s in seeds:
                 g = torch.Generator().manual_seed(10_000 * s + fan_in + 7 * fan_out)
@@ -244,7 +245,7 @@ def overhead(reps: int = 15) -> dict:
             )
             losses[nm] = robust_loss(nm, **kw)
 
-        def timed(fn):
+        def timed(fn, z0=z0, t=t):
             z = z0.clone().requires_grad_(True)
             t0 = time.perf_counter()
             fn(z, t).backward()
