@@ -54,7 +54,7 @@ def rng_guard() -> Iterator[None]:
     """Restore the global torch (CPU and CUDA), numpy and ``random`` RNG states on exit."""
     t_state = torch.get_rng_state()
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (we restore the legacy global state)
     py_state = random.getstate()
     try:
         yield
@@ -62,7 +62,7 @@ def rng_guard() -> Iterator[None]:
         torch.set_rng_state(t_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
 
 
@@ -113,18 +113,27 @@ def isolated(
             if isinstance(m, _BN_TYPES):
                 for b in m.buffers(recurse=False):
                     buffers.append((b, b.detach().clone()))
+    untracked: list[nn.Module] = []
     try:
         with rng_guard():
             if bn_mode == "eval":
                 inner.eval()
             elif bn_mode == "train":
                 inner.train()
+            # BatchNorm layers that would use batch statistics must not update their running
+            # buffers: stop tracking for the duration (no in-place write, no version bump).
+            for m in modules:
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+                    m.track_running_stats = False
+                    untracked.append(m)
             if not params_grad:
                 for p in params:
                     if p.requires_grad:
                         p.requires_grad_(False)
             yield inner
     finally:
+        for m in untracked:
+            m.track_running_stats = True
         for m, f in zip(modules, flags):
             m.training = f
         for p, r, g in zip(params, req, grads):

@@ -71,11 +71,14 @@ def apgd_engine(
     highest-loss point."""
     in_dtype = x.dtype if in_dtype is None else in_dtype
     n = x.shape[0]
-    n_iter_2 = max(int(math.ceil(0.22 * n_iter)), 1)
-    n_iter_min = max(int(math.ceil(0.06 * n_iter)), 1)
-    size_decr = max(int(math.ceil(0.03 * n_iter)), 1)
+    set_step = getattr(loss_fn, "set_step", None)
+    n_iter_2 = max(math.ceil(0.22 * n_iter), 1)
+    n_iter_min = max(math.ceil(0.06 * n_iter), 1)
+    size_decr = max(math.ceil(0.03 * n_iter), 1)
 
-    def eval_grad(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def eval_grad(theta: Tensor, it: int) -> tuple[Tensor, Tensor, Tensor]:
+        if set_step is not None:
+            set_step(it, n_iter)
         theta = theta.detach().requires_grad_(True)
         logits = fwd(threat.apply(x, theta, data_range).to(in_dtype))
         lv = _reduce_loss(loss_fn(logits, y), n)
@@ -88,7 +91,7 @@ def apgd_engine(
     first = None
     for r in range(n_restarts):
         theta = threat.project(_apgd_init(threat, x, generator), x, data_range)
-        lv, grad, logits = eval_grad(theta)
+        lv, grad, logits = eval_grad(theta, 0)
         first = lv if first is None else first
         succ = success_fn(logits, y)
         best_theta, best_loss, best_grad = theta.clone(), lv.clone(), grad.clone()
@@ -107,7 +110,7 @@ def apgd_engine(
                 theta_old = theta
                 z = threat.project(threat.ascent(theta, grad, step), x, data_range)
                 theta = threat.project(theta + (z - theta) * a + diff * (1 - a), x, data_range)
-            lv, grad, logits = eval_grad(theta)
+            lv, grad, logits = eval_grad(theta, i + 1)
             with torch.no_grad():
                 succ = success_fn(logits, y)
                 if succ is not None and found is not None:

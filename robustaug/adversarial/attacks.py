@@ -14,7 +14,7 @@ pixel perturbations or physical parameters). Every public attack:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,8 @@ __all__ = [
     "fgsm_rs",
     "get_loss",
     "margin_loss",
-    "pgd",
     "perturb",
+    "pgd",
     "pgd_engine",
     "targeted_dlr_loss",
 ]
@@ -229,6 +229,7 @@ def pgd_engine(
     success_fn: Callable[[Tensor, Tensor], Tensor | None] = default_success,
     on_step: OnStep | None = None,
     in_dtype: torch.dtype | None = None,
+    init_theta: Tensor | None = None,
 ) -> AttackResult:
     """Projected gradient ascent on the threat variable (the core loop; no isolation, no checks).
 
@@ -236,9 +237,12 @@ def pgd_engine(
     restarts or ``early_stop`` the per-sample best iterate (successful first, then highest loss) is
     returned; otherwise the last iterate. ``on_step`` gets a dict per step with ``step``,
     ``restart``, ``theta``, ``x_adv`` (the new iterate), ``loss`` (of the iterate the gradient was
-    taken at) and ``best_loss`` (best so far, tracked when ``best``).
+    taken at) and ``best_loss`` (best so far, tracked when ``best``). A ``loss_fn`` with a
+    ``set_step(t, steps)`` method (SegPGD) is told the step before each evaluation. ``init_theta``
+    replaces the random start of the first restart (e.g. TRADES' ``0.001 N(0, 1)`` start).
     """
     steps = threat.steps if steps is None else steps
+    set_step = getattr(loss_fn, "set_step", None)
     rel = (threat.step_size / threat.eps if threat.eps > 0 else 0.0) if rel_step is None else rel_step
     random_start = threat.random_start if random_start is None else random_start
     restarts = threat.restarts if restarts is None else restarts
@@ -251,10 +255,15 @@ def pgd_engine(
     first_loss = None
     theta = threat.zeros(x)
     for r in range(restarts):
-        theta = threat.init(x, generator) if random_start else threat.zeros(x)
+        if init_theta is not None and r == 0:
+            theta = init_theta.to(x.device, torch.float32)
+        else:
+            theta = threat.init(x, generator) if random_start else threat.zeros(x)
         theta = threat.project(theta, x, data_range)
         frozen = torch.zeros(n, dtype=torch.bool, device=x.device) if early_stop else None
         for t in range(steps):
+            if set_step is not None:
+                set_step(t, steps)
             theta.requires_grad_(True)
             logits = fwd(threat.apply(x, theta, data_range).to(in_dtype))
             lv = _reduce_loss(loss_fn(logits, y), n)
@@ -291,6 +300,8 @@ def pgd_engine(
                     }
                 )
         if track:
+            if set_step is not None:
+                set_step(steps, steps)
             with torch.no_grad():
                 logits = fwd(threat.apply(x, theta, data_range).to(in_dtype))
                 lv = _reduce_loss(loss_fn(logits, y), n)
@@ -508,8 +519,8 @@ def perturb(
     from .fab import fab_targeted
     from .square import square
 
-    common = dict(data_range=data_range, normalize=normalize, bn_mode=bn_mode, seed=seed,
-                  generator=generator)
+    common = {"data_range": data_range, "normalize": normalize, "bn_mode": bn_mode, "seed": seed,
+                  "generator": generator}
     threat = Linf() if threat is None else threat
     a = attack.lower().replace("-", "_")
     if a == "pgd":
@@ -533,7 +544,3 @@ def perturb(
             f"fab_t; got {attack!r}."
         )
     return res if return_result else res.x_adv
-
-
-def _unused(_: Sequence[Any]) -> None:  # pragma: no cover - keeps typing imports honest
-    return None

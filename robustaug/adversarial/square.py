@@ -104,10 +104,10 @@ def square(
                     break
                 xc, xbc = x32[todo], xb[todo]
                 p = p_selection(p_init, it, n_queries)
-                s = max(int(round((p * nfeat / c) ** (1.0 / d))), 1)
+                s = max(round((p * nfeat / c) ** (1.0 / d)), 1)
                 s = min(s, max(min(spatial) - 1, 1))
                 starts = [int(torch.randint(0, max(sz - s, 0) + 1, (1,), generator=g)) for sz in spatial]
-                win = (slice(None), slice(None)) + tuple(slice(a, a + s) for a in starts)
+                win = (slice(None), slice(None), *tuple(slice(a, a + s) for a in starts))
                 new = xbc.clone()
                 sgn = rsign((len(todo), c, *([1] * d)))
                 new[win] = new[win] + 2 * eps * sgn

@@ -189,7 +189,7 @@ def evaluate(
         p = next(iter(model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
     g = make_generator(seed, None)
-    common = dict(data_range=data_range, normalize=normalize, bn_mode=bn_mode, generator=g)
+    common = {"data_range": data_range, "normalize": normalize, "bn_mode": bn_mode, "generator": g}
     t_start = time.perf_counter()
     per = {name: {"robust_acc": 0.0, "broken": 0.0, "time_s": 0.0, "skipped": 0.0}
            for name, _ in plan}

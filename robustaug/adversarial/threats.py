@@ -192,8 +192,7 @@ class L2(Threat):
 
     def ascent(self, theta: Tensor, grad: Tensor, rel_step: float | Tensor) -> Tensor:
         n = _flatnorm(grad, 2).clamp_min(1e-12)
-        s = rel_step if not isinstance(rel_step, Tensor) else rel_step
-        return theta + _bc(s * self.eps / n, grad) * grad
+        return theta + _bc(rel_step * self.eps / n, grad) * grad
 
     def project(self, theta: Tensor, x: Tensor, data_range: tuple[float, float] | None) -> Tensor:
         n = _flatnorm(theta, 2)
@@ -239,7 +238,7 @@ class L1(Threat):
 
     def ascent(self, theta: Tensor, grad: Tensor, rel_step: float | Tensor) -> Tensor:
         flat = grad.flatten(1)
-        k = max(1, int(math.ceil(self.sparsity * flat.shape[1])))
+        k = max(1, math.ceil(self.sparsity * flat.shape[1]))
         thr = flat.abs().topk(k, dim=1).values[:, -1:]
         e = torch.where(flat.abs() >= thr, flat.sign(), torch.zeros_like(flat))
         e = e / e.abs().sum(1, keepdim=True).clamp_min(1e-12)
