@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robustaug.losses import NoiseRobustDice
 
@@ -227,3 +229,24 @@ def test_registry_covers_every_loss_class():
 
 def test_dice_is_a_contract_member():
     assert isinstance(build("nr_dice", 3), NoiseRobustDice)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 4),
+    c=st.integers(2, 6),
+    spatial=st.lists(st.integers(1, 3), min_size=0, max_size=3),
+    name=st.sampled_from(ALL_LOSSES),
+    seed=st.integers(0, 2**16),
+)
+def test_any_shape_soft_equals_index_and_none_shape(n, c, spatial, name, seed):
+    shape = (n, c, *spatial)
+    loss = build(name, c, tuple(spatial), n=n, reduction="none")
+    z = logits(shape, seed=seed)
+    t = labels(n, c, tuple(spatial), seed=seed)
+    q = F.one_hot(t, c).movedim(-1, 1).double()
+    out = call(loss, z, t)
+    assert out.shape == t.shape and torch.isfinite(out).all()
+    torch.testing.assert_close(call(loss, z, q), out, rtol=1e-12, atol=1e-12)
+    if name == "ce":
+        torch.testing.assert_close(out, F.cross_entropy(z, t, reduction="none"))
