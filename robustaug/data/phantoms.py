@@ -59,6 +59,7 @@ def phantom(
     lesions: int | None = None,
     fov_mm: float = 220.0,
     smooth: float = 0.6,
+    lesion_radius: tuple[float, float] = (0.05, 0.1),
 ) -> dict[str, Any]:
     """Generate a brain-like MRI phantom.
 
@@ -69,6 +70,7 @@ def phantom(
         lesions: Number of white-matter lesions; ``None`` draws 0-3 from the seed.
         fov_mm: Field of view along each axis in mm (sets ``spacing``).
         smooth: Gaussian partial-volume blur in pixels applied to the image (0 disables it).
+        lesion_radius: Range of lesion radii as a fraction of the half field of view.
 
     Returns:
         A dict with ``image`` (float32, ``(1, *shape)``, in [0, 1]), ``tissues`` (int64 label map,
@@ -128,7 +130,7 @@ def phantom(
         tries += 1
         cx, cy = rng.uniform(-0.55, 0.55) * a, rng.uniform(-0.6, 0.6) * b
         czl = rng.uniform(-0.4, 0.4) * cz if len(shape) == 3 else 0.0
-        rl = rng.uniform(0.05, 0.1)
+        rl = rng.uniform(*lesion_radius)
         d = np.sqrt((xr - cx) ** 2 + (yr - cy) ** 2 + (z - czl) ** 2)
         blob = d <= rl
         if blob.sum() == 0 or (wm & blob).sum() < 0.9 * blob.sum():
