@@ -35,7 +35,15 @@ __all__ = [
 
 
 class _CTTransform(Transform):
-    """Shared scan settings and the CT example input."""
+    """Shared scan settings and the CT example input.
+
+    Scan settings (keyword-only, shared by all CT transforms): ``fov_mm`` (image width in mm,
+    default 350), ``n_views`` (views over 180 degrees; ``None`` = ``min(180, ceil(pi N / 2))``),
+    ``filter`` (FBP filter), ``axis`` (slice axis of volumes, a spatial index), ``reconstruct``
+    (``"difference"`` adds the reconstructed artifact to the input, ``"full"`` returns the FBP
+    image), ``domain`` (``"image"`` for HU, ``"sinogram"`` for line integrals
+    ``(B, C, views, det)``), ``mu_water`` (1/mm).
+    """
 
     modality = "ct"
     dims = (2, 3)
@@ -44,7 +52,7 @@ class _CTTransform(Transform):
         self,
         *,
         fov_mm: float = 350.0,
-        n_views: int = 180,
+        n_views: int | None = None,
         filter: str = "ramp",
         axis: int = 0,
         reconstruct: str = "difference",
@@ -58,7 +66,7 @@ class _CTTransform(Transform):
         fov = check_range(fov_mm, "fov_mm", low=1.0, high=5000.0, unit="mm")[0]
         self.cfg = F.CTConfig(
             fov_mm=fov,
-            n_views=check_int(n_views, "n_views", low=8, high=4096),
+            n_views=None if n_views is None else check_int(n_views, "n_views", low=8, high=4096),
             filter=check_choice(filter, "filter", FILTERS),
             mu_water=check_range(mu_water, "mu_water", low=1e-4, high=1.0, unit="1/mm")[0],
             axis=check_int(axis, "axis", low=-3, high=2),
@@ -188,8 +196,8 @@ class LowDose(_CTTransform):
 class SparseView(_CTTransform):
     """Sparse-view CT: few projection angles, giving streaks radiating from high-contrast edges.
 
-    Only ``n_views`` near-uniformly spaced views of the ``n_views_full`` (setting ``n_views``)
-    views over 180 degrees are reconstructed (FBP weight ``pi / 2K``). Angular undersampling below
+    Only ``views`` near-uniformly spaced views of the full scan's ``n_views`` views over 180
+    degrees are reconstructed (``views`` is capped at ``n_views``) (FBP weight ``pi / 2K``). Angular undersampling below
     ``~pi N / 2`` views aliases high frequencies into streaks.
 
     $$ y = x + \\mathrm{HU}\\big(\\mathrm{FBP}_K(p) - \\mathrm{FBP}_{full}(p)\\big) $$
@@ -229,7 +237,7 @@ class SparseView(_CTTransform):
 
     def __init__(self, views: int | tuple[int, int] = (30, 120), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        lo, hi = check_range(views, "views", low=1, high=self.cfg.n_views)
+        lo, hi = check_range(views, "views", low=1, high=4096)
         self.views = (int(lo), int(hi))
 
     def sample_params(self, x: Tensor, generator: torch.Generator | None) -> Params:

@@ -67,7 +67,9 @@ def _mass_att(material: str, energies: np.ndarray) -> np.ndarray:
     return np.exp(np.interp(np.log(energies), np.log(_ENERGIES), np.log(_MASS_ATT[material])))
 
 
-def polychromatic_weights(kvp: float, filtration_mm_al: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+def polychromatic_weights(
+    kvp: float, filtration_mm_al: float = 2.5, step_kev: float = 5.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Energy-integrating detector weights of a tungsten-anode spectrum (Kramers' law).
 
     $$ w(E) \\propto (kVp - E)\\,e^{-\\mu_{Al}(E)\\,t_{Al}},\\quad 20\\,keV \\le E < kVp $$
@@ -75,11 +77,12 @@ def polychromatic_weights(kvp: float, filtration_mm_al: float = 2.5) -> tuple[np
     Args:
         kvp: Tube voltage in kV (60-150).
         filtration_mm_al: Aluminium filtration in mm.
+        step_kev: Energy bin width in keV.
 
     Returns:
         ``(energies_keV, weights)`` with weights summing to 1.
     """
-    e = np.arange(20.0, float(kvp), 1.0) + 0.5
+    e = np.arange(20.0, float(kvp), step_kev) + step_kev / 2
     mu_al = _mass_att("aluminium", e) * _DENSITY["aluminium"] * filtration_mm_al / 10.0
     w = np.clip(kvp - e, 0, None) * np.exp(-mu_al)
     return e, w / w.sum()
@@ -151,7 +154,8 @@ class CTConfig:
 
     Args:
         fov_mm: Width of the image (the square) in mm; the pixel size is ``fov_mm / N``.
-        n_views: Views over 180 degrees (parallel beam).
+        n_views: Views over 180 degrees (parallel beam); ``None`` uses
+            ``min(180, max(16, ceil(pi N / 2)))`` (about the angular Nyquist rate of an N-pixel slice).
         filter: FBP filter (``"ramp"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"``, ``"hann"``).
         mu_water: Water attenuation in 1/mm at the effective energy.
         axis: Slice axis for volumes (a spatial axis index: 0 = D).
@@ -160,7 +164,7 @@ class CTConfig:
     """
 
     fov_mm: float = 350.0
-    n_views: int = 180
+    n_views: int | None = None
     filter: str = "ramp"
     mu_water: float = MU_WATER
     axis: int = 0
@@ -169,7 +173,8 @@ class CTConfig:
 
 
 def _geometry(n: int, cfg: CTConfig) -> R.ParallelBeam:
-    return R.ParallelBeam(int(n), n_views=int(cfg.n_views), circle=True)
+    nv = cfg.n_views if cfg.n_views is not None else min(180, max(16, math.ceil(math.pi * n / 2)))
+    return R.ParallelBeam(int(n), n_views=int(nv), circle=True)
 
 
 SinoFn = Callable[[Tensor, R.ParallelBeam, float], "tuple[Tensor, Tensor | None]"]

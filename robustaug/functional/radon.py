@@ -45,11 +45,10 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
