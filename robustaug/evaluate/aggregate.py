@@ -29,6 +29,12 @@ __all__ = [
 Row = dict[str, Any]
 
 
+def _nanmean(v: Sequence[float]) -> float:
+    a = np.asarray(v, dtype=float)
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if len(a) else float("nan")
+
+
 def curve(rows: Sequence[Row], model: str, artifact: str, metric: str = "accuracy") -> dict[int, float]:
     """Severity -> mean metric for one model and artifact."""
     return {
@@ -84,8 +90,8 @@ def corruption_errors(
         ces.append(ce)
         rces.append(rce)
     out["mean"] = {
-        "mCE": float(np.nanmean(ces)) if ces else float("nan"),
-        "relative_mCE": float(np.nanmean(rces)) if rces else float("nan"),
+        "mCE": _nanmean(ces),
+        "relative_mCE": _nanmean(rces),
     }
     return out
 

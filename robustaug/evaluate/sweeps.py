@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..core.registry import create
 from ..core.rng import mix_seeds
 from ..core.transform import Transform
+from .aggregate import _nanmean
 from .metrics import METRICS, bootstrap_ci, dice_per_class
 from .runner import run_cells
 
@@ -144,10 +145,10 @@ def _score_rows(
 
             def stat(idx: np.ndarray, fn=fn) -> float:
                 it = torch.from_numpy(idx)
-                return float(np.nanmean([fn(p[it], y[it]) for p in probs_draws]))
+                return _nanmean([fn(p[it], y[it]) for p in probs_draws])
 
             lo, hi = bootstrap_ci(stat, n, seed=seed)
-            rows.append({**base, "metric": m, "mean": float(np.nanmean(vals)), "ci_low": lo,
+            rows.append({**base, "metric": m, "mean": _nanmean(vals), "ci_low": lo,
                          "ci_high": hi, "n": n, "draws": len(probs_draws)})
         return rows
     # segmentation: per-sample Dice per class, averaged over draws
@@ -165,8 +166,8 @@ def _score_rows(
         else:
             raise ValueError(f"Unknown segmentation metric {m!r}; use 'dice' or 'dice_c<k>'.")
         s = score.numpy()
-        lo, hi = bootstrap_ci(lambda idx, s=s: float(np.nanmean(s[idx])), n, seed=seed)
-        rows.append({**base, "metric": m, "mean": float(np.nanmean(s)), "ci_low": lo, "ci_high": hi,
+        lo, hi = bootstrap_ci(lambda idx, s=s: _nanmean(s[idx]), n, seed=seed)
+        rows.append({**base, "metric": m, "mean": _nanmean(s), "ci_low": lo, "ci_high": hi,
                      "n": n, "draws": len(probs_draws)})
     return rows
 
