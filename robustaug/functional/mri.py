@@ -1,0 +1,855 @@
+"""MRI k-space artifacts as pure, deterministic kernels on magnitude images.
+
+Every kernel takes a float batch ``x`` ``(B, C, *spatial)`` (2 or 3 spatial axes) read as a real
+(magnitude) object, corrupts its (hybrid) k-space, and returns the *magnitude* of the complex image:
+``sqrt(re^2 + im^2)`` computed differentiably (:func:`robustaug.functional.kspace.magnitude`), never
+``.real``; nothing is clipped. Per-sample parameters are ``(B,)`` tensors (or Python scalars,
+broadcast to the batch). Axes with physical meaning (phase-encode, readout, slice) are arguments;
+a negative axis counts from the last spatial axis (``-1`` = readout by default, ``-2`` = phase
+encode). Frequencies are integers in cycles per field of view in unshifted FFT order, so no
+``fftshift`` is ever paid for. Kernels that only act along one axis use 1D real FFTs along it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core.rng import new_generator, per_sample_noise
+from .kspace import freq_index, magnitude, spatial_dim, spatial_dims
+
+__all__ = [
+    "acquisition_times",
+    "ghosting",
+    "gibbs",
+    "motion",
+    "nyquist_ghost",
+    "rigid_resample",
+    "spike",
+    "undersampling",
+    "undersampling_mask",
+    "wrap_around",
+    "zipper",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _vec(v: Tensor | float, x: Tensor, name: str) -> Tensor:
+    """Per-sample values as a ``(B,)`` tensor on x's device/dtype (scalars are broadcast)."""
+    t = torch.as_tensor(v, device=x.device)
+    t = t.to(x.dtype) if t.is_floating_point() or not t.is_complex() else t
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"`{name}` must be a scalar or have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}."
+        )
+    return t
+
+
+def _along(v: Tensor, x: Tensor, dim: int) -> Tensor:
+    """Reshape ``(B, N)`` (or ``(N,)``) values to broadcast against ``x`` along tensor ``dim``."""
+    shape = [1] * x.ndim
+    if v.ndim == 2:
+        shape[0] = v.shape[0]
+    shape[dim] = v.shape[-1]
+    return v.reshape(shape)
+
+
+def _bshape(v: Tensor, x: Tensor) -> Tensor:
+    return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _half_freqs(n: int, x: Tensor) -> Tensor:
+    return torch.arange(n // 2 + 1, device=x.device, dtype=x.dtype)
+
+
+def _sym_parts(mask: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Split a real line mask ``(..., n)`` in unshifted order into its symmetric and antisymmetric
+    parts on the half spectrum ``0..n//2`` (as used with ``rfft``/``irfft``)."""
+    h = torch.arange(n // 2 + 1, device=mask.device)
+    neg = (-h) % n
+    pos_v, neg_v = mask[..., h], mask[..., neg]
+    return 0.5 * (pos_v + neg_v), 0.5 * (pos_v - neg_v)
+
+
+def _combine_half(
+    acc_s: Tensor, acc_a: Tensor | None, n: int, dim: int
+) -> tuple[Tensor, Tensor | None]:
+    """Real and imaginary parts of ``ifft(H)`` along ``dim`` where ``H = Hs + Ha`` is split into its
+    Hermitian part (half spectrum ``acc_s``) and anti-Hermitian part (``acc_a``)."""
+    re = torch.fft.irfft(acc_s, n=n, dim=dim)
+    if acc_a is None:
+        return re, None
+    im = torch.fft.irfft(acc_a * (-1j), n=n, dim=dim)
+    return re, im
+
+
+# ----------------------------------------------------------------------------- ghosting
+def ghosting(
+    x: Tensor,
+    amplitude: Tensor | float,
+    period: Tensor | float,
+    phase: Tensor | float = 0.0,
+    *,
+    pe_axis: int = -2,
+) -> Tensor:
+    """Periodic signal modulation across phase-encode lines (respiration, pulsation): discrete ghosts.
+
+    k-line ``m`` (cycles per FOV along ``pe_axis``) is scaled by ``1 + a cos(2 pi m / n + phi)``. The
+    image becomes the object plus two copies of amplitude ``a/2`` shifted by ``+-N/n`` pixels (FOV/n):
+
+    $$ y = \\left| x + \\tfrac{a}{2}\\left(e^{i\\phi} S_{-N/n}x + e^{-i\\phi} S_{+N/n}x\\right) \\right| $$
+
+    When ``N/n`` is an integer the shifts are exact rolls (no FFT); otherwise one real FFT along the
+    phase-encode axis is used (band-limited fractional shift).
+
+    Args:
+        x: ``(B, C, *spatial)`` real image.
+        amplitude: Modulation depth ``a`` >= 0 per sample.
+        period: Modulation period ``n`` in k-lines (> 0; need not be an integer).
+        phase: Modulation phase ``phi`` in radians.
+        pe_axis: Phase-encode spatial axis.
+
+    Returns:
+        The magnitude image.
+    """
+    d = spatial_dim(x, pe_axis, "pe_axis")
+    n = x.shape[d]
+    a = _vec(amplitude, x, "amplitude")
+    per = _vec(period, x, "period")
+    phi = _vec(phase, x, "phase")
+    shift = n / per.detach()
+    integer = (not per.requires_grad) and bool(((shift - shift.round()).abs() < 1e-6).all())
+    if integer:
+        s = shift.round().long().tolist()
+        plus = torch.stack([torch.roll(x[i], -s[i], d - 1) for i in range(x.shape[0])])
+        minus = torch.stack([torch.roll(x[i], s[i], d - 1) for i in range(x.shape[0])])
+        psum, pdiff = plus + minus, plus - minus
+    else:
+        xf = torch.fft.rfft(x, dim=d)
+        theta = 2 * math.pi * _half_freqs(n, x)[None, :] / per[:, None]
+        psum = torch.fft.irfft(xf * _along(2 * torch.cos(theta), x, d), n=n, dim=d)
+        pdiff = torch.fft.irfft(xf * _along(2j * torch.sin(theta), x, d), n=n, dim=d)
+    c = _bshape(0.5 * a * torch.cos(phi), x)
+    s_ = _bshape(0.5 * a * torch.sin(phi), x)
+    return magnitude(x + c * psum, s_ * pdiff)
+
+
+def _half_fov_shift(x: Tensor, d: int) -> Tensor:
+    n = x.shape[d]
+    if n % 2 == 0:
+        return torch.roll(x, n // 2, d)
+    m = freq_index(n, device=x.device, dtype=x.dtype)[: n // 2 + 1]
+    return torch.fft.irfft(
+        torch.fft.rfft(x, dim=d) * _along(torch.cos(math.pi * m), x, d), n=n, dim=d
+    )
+
+
+def nyquist_ghost(
+    x: Tensor,
+    phase: Tensor | float,
+    linear_phase: Tensor | float = 0.0,
+    *,
+    pe_axis: int = -2,
+    readout_axis: int = -1,
+) -> Tensor:
+    """EPI Nyquist (N/2) ghost from a phase error between odd and even echoes.
+
+    Odd and even EPI echoes are read with opposite gradient polarity; a residual phase difference
+    ``theta(r) = phi0 + phi1 (r - r_c) / N_ro`` (constant part from eddy currents, linear part from
+    echo misalignment along readout ``r``) multiplies odd k-lines by ``e^{i theta/2}`` and even ones by
+    ``e^{-i theta/2}``. That is a ``(-1)^m`` modulation, i.e. a ghost shifted by half the FOV:
+
+    $$ y = \\sqrt{\\cos^2(\\theta/2)\\,x^2 + \\sin^2(\\theta/2)\\,(S_{N/2}x)^2} $$
+
+    Args:
+        x: ``(B, C, *spatial)`` real image.
+        phase: Constant odd/even phase error ``phi0`` in radians, per sample.
+        linear_phase: Phase difference ``phi1`` across the readout FOV in radians, per sample.
+        pe_axis: Phase-encode (blip) axis.
+        readout_axis: Readout axis (along which the linear phase varies).
+
+    Returns:
+        The magnitude image (no FFT when the phase-encode size is even).
+    """
+    d = spatial_dim(x, pe_axis, "pe_axis")
+    r = spatial_dim(x, readout_axis, "readout_axis")
+    if d == r:
+        raise ValueError("`pe_axis` and `readout_axis` must differ.")
+    p0 = _vec(phase, x, "phase")
+    p1 = _vec(linear_phase, x, "linear_phase")
+    nr = x.shape[r]
+    pos = (torch.arange(nr, device=x.device, dtype=x.dtype) - (nr - 1) / 2) / nr
+    theta = _bshape(p0, x) + _along(p1[:, None] * pos[None, :], x, r)
+    c, s = torch.cos(0.5 * theta), torch.sin(0.5 * theta)
+    return magnitude(c * x, s * _half_fov_shift(x, d))
+
+
+# ----------------------------------------------------------------------------- spike, zipper
+def spike(
+    x: Tensor,
+    k: Tensor,
+    amplitude: Tensor,
+    phase: Tensor | float = 0.0,
+    *,
+    axes: Sequence[int] | None = None,
+) -> Tensor:
+    """Corrupted k-space samples (spikes): a herringbone plane-wave pattern, with no FFT.
+
+    A spike of value ``A |K(0)| e^{i psi}`` at frequency ``k`` (cycles per FOV) adds the plane wave
+    ``A mean(x) e^{i(2 pi k.r/N + psi)}`` to the image (``|K(0)| = |sum x|`` is the k-space maximum
+    for a non-negative image). In magnitude the stripes have period ``N/|k|`` pixels and run
+    perpendicular to ``k``:
+
+    $$ y = \\Big| x + \\bar{x}\\sum_s A_s e^{i(2\\pi \\mathbf{k}_s\\cdot\\mathbf{r}/\\mathbf{N} + \\psi_s)} \\Big| $$
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        k: Spike locations ``(B, S, n_axes)`` in cycles per FOV along ``axes`` (``(B, n_axes)`` for
+            one spike).
+        amplitude: ``(B, S)`` (or ``(B,)``) spike amplitude relative to the k-space maximum ``|K(0)|``.
+        phase: ``(B, S)`` (or ``(B,)`` or scalar) spike phase in radians.
+        axes: Spatial axes that ``k`` refers to (default all, in order).
+
+    Returns:
+        The magnitude image. ``mean(x)`` is per sample and channel.
+    """
+    dims = spatial_dims(x, axes)
+    k = torch.as_tensor(k, device=x.device, dtype=x.dtype)
+    if k.ndim == 2:
+        k = k[:, None, :]
+    b, ns = x.shape[0], k.shape[1]
+    if k.shape != (b, ns, len(dims)):
+        raise ValueError(f"`k` must have shape (B, S, {len(dims)}), got {tuple(k.shape)}.")
+    amp = torch.as_tensor(amplitude, device=x.device, dtype=x.dtype).reshape(b, -1).expand(b, ns)
+    ph = torch.as_tensor(phase, device=x.device, dtype=x.dtype)
+    ph = ph.reshape(b, -1).expand(b, ns) if ph.ndim else ph.expand(b, ns)
+    mean = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)  # (B, C, 1, ...)
+    re = x
+    im = None
+    for s in range(ns):
+        theta = _bshape(ph[:, s], x)
+        for j, dd in enumerate(dims):
+            nd_ = x.shape[dd]
+            r = torch.arange(nd_, device=x.device, dtype=x.dtype)
+            theta = theta + _along(2 * math.pi * k[:, s, j : j + 1] * r[None, :] / nd_, x, dd)
+        bamp = _bshape(amp[:, s], x) * mean.abs()
+        if ns == 1:
+            # |x + b e^{i theta}|^2 = x^2 + 2 b x cos(theta) + b^2: one transcendental pass.
+            sq = (x * x + bamp * bamp + 2 * bamp * x * torch.cos(theta)).clamp_min(0.0)
+            return _sqrt_mag(sq)
+        re = re + bamp * torch.cos(theta)
+        im = bamp * torch.sin(theta) if im is None else im + bamp * torch.sin(theta)
+    assert im is not None
+    return magnitude(re, im)
+
+
+def _sqrt_mag(sq: Tensor) -> Tensor:
+    from .kspace import TINY
+
+    return sq / ((sq + TINY).sqrt() + TINY**0.5)
+
+
+def zipper(
+    x: Tensor,
+    position: Tensor,
+    amplitude: Tensor,
+    seeds: Tensor,
+    *,
+    readout_axis: int = -1,
+) -> Tensor:
+    """RF interference ("zipper"): a noisy bright line at one readout position across phase encode.
+
+    A leak at a constant frequency offset ``df`` is a complex exponential along readout in every
+    k-line, with a phase that is not locked to the repetition time. After reconstruction it is a
+    line at readout position ``r0 = N/2 + df / BW_pixel`` whose value varies randomly (complex
+    Gaussian, unit RMS) along the phase-encode (and slice) axes:
+
+    $$ y(r) = |x(r) + a\\, \\delta(r_{ro} - r_0)\\, n(r_{\\perp})|,\\quad n \\sim \\mathcal{CN}(0, 1) $$
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        position: ``(B, L)`` (or ``(B,)``) integer readout indices of the ``L`` lines.
+        amplitude: ``(B, L)`` (or ``(B,)``) RMS amplitude of each line in intensity units.
+        seeds: ``(B,)`` int64 seeds of the per-sample interference noise.
+        readout_axis: Readout axis.
+
+    Returns:
+        ``x`` with the zipper columns replaced by their magnitude; all other voxels are unchanged.
+    """
+    r = spatial_dim(x, readout_axis, "readout_axis")
+    b = x.shape[0]
+    pos = torch.as_tensor(position, device=x.device).long().reshape(b, -1)
+    nl = pos.shape[1]
+    amp = torch.as_tensor(amplitude, device=x.device, dtype=x.dtype).reshape(b, -1).expand(b, nl)
+    nr = x.shape[r]
+    if bool(((pos < 0) | (pos >= nr)).any()):
+        raise ValueError(
+            f"`position` must be readout indices in [0, {nr - 1}], got {pos.tolist()}."
+        )
+    line_shape = list(x.shape[2:])
+    line_shape[r - 2] = 1
+    noise = per_sample_noise(seeds, (nl, 2, *line_shape), device=x.device, dtype=x.dtype)
+    noise = noise * math.sqrt(0.5)  # unit RMS complex
+    idx = torch.arange(nr, device=x.device)
+    re = x
+    im = torch.zeros((), device=x.device, dtype=x.dtype)
+    hit = torch.zeros((), device=x.device, dtype=torch.bool)
+    for j in range(nl):
+        onehot = _along((idx[None, :] == pos[:, j : j + 1]), x, r)  # (B,1,..,nr,..)
+        w = onehot.to(x.dtype) * _bshape(amp[:, j], x)
+        nre = noise[:, j, 0].unsqueeze(1)
+        nim = noise[:, j, 1].unsqueeze(1)
+        re = re + w * nre
+        im = im + w * nim
+        hit = hit | onehot
+    return torch.where(hit, magnitude(re, im.expand_as(re)), x)
+
+
+# ----------------------------------------------------------------------------- Gibbs
+def _keep_bins(n: int, fraction: float) -> int:
+    """Highest |m| kept when a fraction of an n-point k-space axis is acquired (symmetric)."""
+    return math.floor(fraction * n / 2 + 1e-9)
+
+
+def _gibbs_one(x: Tensor, fracs: Sequence[float], dims: Sequence[int]) -> Tensor:
+    todo = [(dd, _keep_bins(x.shape[dd], f)) for dd, f in zip(dims, fracs)]
+    todo = [(dd, kk) for dd, kk in todo if 2 * kk + 1 < x.shape[dd]]
+    if not todo:
+        return x
+    todo.sort(key=lambda t: t[0])
+    last, k_last = todo[-1]
+    n_last = x.shape[last]
+    z = torch.fft.rfft(x, dim=last).narrow(last, 0, k_last + 1)
+    others = todo[:-1]
+    for dd, kk in others:
+        n = x.shape[dd]
+        z = torch.fft.fft(z, dim=dd)
+        z = torch.cat([z.narrow(dd, 0, kk + 1), z.narrow(dd, n - kk, kk)], dim=dd)
+    for dd, kk in reversed(others):
+        n = x.shape[dd]
+        pad_shape = list(z.shape)
+        pad_shape[dd] = n - (2 * kk + 1)
+        zeros = z.new_zeros(pad_shape)
+        z = torch.cat([z.narrow(dd, 0, kk + 1), zeros, z.narrow(dd, kk + 1, kk)], dim=dd)
+        z = torch.fft.ifft(z, dim=dd)
+    return torch.fft.irfft(z, n=n_last, dim=last)
+
+
+def gibbs(x: Tensor, fraction: Tensor | float, *, axes: Sequence[int] | None = None) -> Tensor:
+    """Gibbs ringing from k-space truncation: only a central fraction of k-space is acquired.
+
+    Along each axis in ``axes`` only frequencies ``|m| <= floor(f N / 2)`` are kept (a box in
+    k-space, separable), and the image is reconstructed on the original grid (zero-filled). A step
+    edge overshoots by 8.9 % of the jump (Wilbraham-Gibbs constant) with ripples of period
+    ``~1/f`` pixels. The truncation is symmetric, so the image stays real; its magnitude is returned.
+
+    $$ y = \\left| \\mathcal{F}^{-1}\\big[\\textstyle\\prod_d \\mathbb{1}(|m_d| \\le f_d N_d/2)\\,\\mathcal{F}x\\big] \\right| $$
+
+    Implemented as pruned per-axis real FFTs: the truncated part is never transformed further.
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        fraction: Retained fraction in (0, 1], per sample ``(B,)`` (same for every axis) or
+            ``(B, len(axes))``. A fraction of 1 is the identity.
+        axes: Spatial axes truncated (default all).
+
+    Returns:
+        The magnitude image.
+    """
+    dims = spatial_dims(x, axes)
+    f = torch.as_tensor(fraction, dtype=torch.float64).detach().cpu()
+    if f.ndim == 0:
+        f = f.expand(x.shape[0])
+    if f.ndim == 1:
+        f = f[:, None].expand(x.shape[0], len(dims))
+    if f.shape != (x.shape[0], len(dims)) or bool(((f <= 0) | (f > 1)).any()):
+        raise ValueError(f"`fraction` must lie in (0, 1] with shape (B,) or (B, {len(dims)}).")
+    rows = [tuple(r) for r in f.tolist()]
+    if all(r == rows[0] for r in rows):
+        y = _gibbs_one(x, rows[0], dims)
+    else:
+        y = torch.cat([_gibbs_one(x[i : i + 1], rows[i], dims) for i in range(x.shape[0])])
+    return y if y is x else y.abs()
+
+
+# ----------------------------------------------------------------------------- undersampling
+def undersampling_mask(
+    n: int,
+    acceleration: float,
+    acs_fraction: float,
+    pattern: str = "random",
+    *,
+    seed: int = 0,
+    offset: float = 0.0,
+) -> Tensor:
+    """A Cartesian phase-encode sampling mask (bool, length ``n``, unshifted frequency order).
+
+    ``round(n / R)`` lines are sampled in total, ``round(acs_fraction * n)`` of them the fully
+    sampled centre (ACS). The remaining lines are chosen among the outer ones: ``"equispaced"``
+    every ``(n - n_acs) / (n/R - n_acs)``-th outer line from ``offset`` (exactly every R-th line when
+    there is no ACS), ``"random"`` uniformly, ``"variable_density"`` with probability decaying as
+    ``(1 - |m| / m_max)^2`` (more lines near the centre; Lustig et al. 2007).
+
+    Args:
+        n: Number of phase-encode lines.
+        acceleration: ``R`` >= 1.
+        acs_fraction: Fully sampled central fraction in [0, 1].
+        pattern: ``"equispaced"``, ``"random"`` or ``"variable_density"``.
+        seed: Seed of the random patterns.
+        offset: Equispaced start offset in [0, 1) of the spacing.
+
+    Returns:
+        A bool tensor ``(n,)`` (index ``i`` is frequency ``freq_index(n)[i]``).
+    """
+    m = freq_index(n, dtype=torch.float64)
+    order = torch.argsort(m, stable=True)  # lines in k-space order -N/2 .. N/2-1
+    n_total = max(1, min(n, round(n / acceleration)))
+    n_acs = min(round(acs_fraction * n), n_total)
+    mask = torch.zeros(n, dtype=torch.bool)
+    if n_acs > 0:
+        start = n // 2 - n_acs // 2
+        mask[order[start : start + n_acs]] = True
+    need = n_total - n_acs
+    outer = order[~mask[order]]  # outer lines in k-space order
+    if need > 0 and len(outer) > 0:
+        need = min(need, len(outer))
+        if pattern == "equispaced":
+            step = len(outer) / need
+            pick = (
+                (offset * step + torch.arange(need, dtype=torch.float64) * step).floor().long()
+            ) % len(outer)
+            mask[outer[pick]] = True
+        elif pattern in ("random", "variable_density"):
+            g = new_generator(seed)
+            if pattern == "random":
+                w = torch.ones(len(outer), dtype=torch.float64)
+            else:
+                mm = m[outer].abs()
+                w = (1 - mm / (n / 2 + 1)) ** 2 + 1e-3
+            pick = torch.multinomial(w, need, replacement=False, generator=g)
+            mask[outer[pick]] = True
+        else:
+            raise ValueError(
+                f"`pattern` must be 'equispaced', 'random' or 'variable_density', got {pattern!r}."
+            )
+    return mask
+
+
+def undersampling(x: Tensor, mask: Tensor, *, pe_axis: int = -2) -> Tensor:
+    """Zero-filled magnitude reconstruction of Cartesian undersampled k-space.
+
+    Phase-encode lines where ``mask`` is False are not acquired (set to 0); the image is the
+    magnitude of the inverse FFT. Equispaced sampling at rate ``R`` gives ``R - 1`` coherent replicas
+    at multiples of FOV/R; random sampling gives incoherent, noise-like aliasing.
+
+    $$ y = |\\mathcal{F}^{-1}_{pe}[M(m)\\,\\mathcal{F}_{pe}x]| $$
+
+    Only a 1D real FFT along the phase-encode axis is needed (the readout/slice transforms cancel);
+    an asymmetric mask is handled by splitting it into symmetric and antisymmetric parts.
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        mask: ``(B, N_pe)`` or ``(N_pe,)`` sampling mask in unshifted frequency order (see
+            :func:`undersampling_mask`).
+        pe_axis: Phase-encode axis.
+
+    Returns:
+        The magnitude image.
+    """
+    d = spatial_dim(x, pe_axis, "pe_axis")
+    n = x.shape[d]
+    mk = torch.as_tensor(mask, device=x.device).to(x.dtype)
+    if mk.ndim == 1:
+        mk = mk[None].expand(x.shape[0], n)
+    if mk.shape != (x.shape[0], n):
+        raise ValueError(f"`mask` must have shape (B, {n}) or ({n},), got {tuple(mk.shape)}.")
+    ms, ma = _sym_parts(mk, n)
+    xf = torch.fft.rfft(x, dim=d)
+    has_a = bool((ma != 0).any())
+    re, im = _combine_half(xf * _along(ms, x, d), xf * _along(ma, x, d) if has_a else None, n, d)
+    return magnitude(re, im) if im is not None else re.abs()
+
+
+# ----------------------------------------------------------------------------- wrap-around
+def wrap_around(
+    x: Tensor, fov_fraction: Tensor | float, offset: Tensor | float = 0.0, *, pe_axis: int = -2
+) -> Tensor:
+    """Phase wrap-around (aliasing) when the phase-encode FOV is smaller than the object.
+
+    Sampling k-space at spacing ``1/FOV'`` with ``FOV' = f FOV`` makes the image periodic with period
+    ``M = round(f N)`` pixels: signal outside the new FOV folds back in from the opposite side. The
+    result keeps the pixel grid: the folded ``M``-pixel FOV sits at its place (centred, plus
+    ``offset`` pixels) and the rest of the grid, outside the acquired FOV, is 0. Total signal is
+    conserved.
+
+    $$ y(p) = \\sum_{j} x(p + jM) \\ \\text{for}\\ p \\in [s_0, s_0 + M),\\quad 0\\ \\text{elsewhere} $$
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        fov_fraction: ``f`` in (0, 1], per sample.
+        offset: Shift of the FOV centre along phase encode, in pixels, per sample.
+        pe_axis: Phase-encode axis.
+
+    Returns:
+        The wrapped image (real: folding adds real signal, no magnitude step needed).
+    """
+    d = spatial_dim(x, pe_axis, "pe_axis")
+    n = x.shape[d]
+    f = _vec(fov_fraction, x, "fov_fraction").detach().cpu().double()
+    off = _vec(offset, x, "offset").detach().cpu().double()
+    outs = []
+    for i in range(x.shape[0]):
+        m = max(1, min(n, round(float(f[i]) * n)))
+        xi = x[i : i + 1]
+        if m == n:
+            outs.append(xi)
+            continue
+        s0 = round((n - m) / 2 + float(off[i]))
+        s0 = max(0, min(n - m, s0))
+        left = (m - s0 % m) % m
+        total = left + n
+        right = (-total) % m
+        pads = [0, 0] * (x.ndim - d - 1) + [left, right]
+        xp = F.pad(xi, pads)
+        shp = list(xp.shape)
+        shp[d : d + 1] = [shp[d] // m, m]
+        folded = xp.reshape(shp).sum(dim=d)
+        pads2 = [0, 0] * (x.ndim - d - 1) + [s0, n - m - s0]
+        outs.append(F.pad(folded, pads2))
+    return torch.cat(outs) if outs else x
+
+
+# ----------------------------------------------------------------------------- motion
+def _rotation_matrix(angles_deg: Tensor, nd: int) -> Tensor:
+    """Rotation matrices ``(..., nd, nd)`` in grid (x=W, y=H, z=D) coordinates.
+
+    2D: one angle. 3D: angles about spatial axes (0: D/z, 1: H/y, 2: W/x), composed ``Rz Ry Rx``.
+    """
+    a = angles_deg * (math.pi / 180.0)
+    one, zero = torch.ones_like(a[..., 0]), torch.zeros_like(a[..., 0])
+    if nd == 2:
+        c, s = torch.cos(a[..., 0]), torch.sin(a[..., 0])
+        return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    cz, sz = torch.cos(a[..., 0]), torch.sin(a[..., 0])
+    cy, sy = torch.cos(a[..., 1]), torch.sin(a[..., 1])
+    cx, sx = torch.cos(a[..., 2]), torch.sin(a[..., 2])
+    rz = torch.stack(
+        [
+            torch.stack([cz, -sz, zero], -1),
+            torch.stack([sz, cz, zero], -1),
+            torch.stack([zero, zero, one], -1),
+        ],
+        -2,
+    )
+    ry = torch.stack(
+        [
+            torch.stack([cy, zero, sy], -1),
+            torch.stack([zero, one, zero], -1),
+            torch.stack([-sy, zero, cy], -1),
+        ],
+        -2,
+    )
+    rx = torch.stack(
+        [
+            torch.stack([one, zero, zero], -1),
+            torch.stack([zero, cx, -sx], -1),
+            torch.stack([zero, sx, cx], -1),
+        ],
+        -2,
+    )
+    return rz @ ry @ rx
+
+
+def _norm_coords(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n - 1
+
+
+def rigid_resample(
+    x: Tensor,
+    rotation_deg: Tensor,
+    translation_mm: Tensor,
+    spacing: Sequence[float],
+    *,
+    coords: Sequence[Tensor] | None = None,
+) -> Tensor:
+    """Resample ``x`` ``(n, C, *spatial)`` at rigidly moved poses, one ``grid_sample`` call.
+
+    The object is rotated about the grid centre by ``rotation_deg`` ``(n, R)`` and then translated by
+    ``translation_mm`` ``(n, nd)`` (spatial axis order, mm): ``y(u) = x(R^T (u - t))`` (bi/trilinear,
+    zeros outside the FOV).
+
+    Args:
+        x: ``(n, C, *spatial)``.
+        rotation_deg: ``(n, 1)`` in 2D, ``(n, 3)`` in 3D.
+        translation_mm: ``(n, nd)``.
+        spacing: Voxel size in mm per spatial axis.
+        coords: Optional normalised output coordinates per spatial axis (a subset, e.g. some slices).
+
+    Returns:
+        ``(n, C, *out)``.
+    """
+    nd = x.ndim - 2
+    dev, dt = x.device, x.dtype
+    sp = list(x.shape[2:])
+    half = torch.tensor([s * v / 2 for s, v in zip(sp, spacing)], device=dev, dtype=dt)
+    half_g = half.flip(0)  # grid order x=W, y=H, z=D
+    rot = _rotation_matrix(rotation_deg.to(dev, dt), nd)  # (n, nd, nd)
+    rt = rot.transpose(-1, -2)
+    a = rt * (half_g[None, None, :] / half_g[None, :, None])  # diag(1/h) R^T diag(h)
+    t_g = translation_mm.to(dev, dt).flip(-1)
+    b = -(rt @ t_g.unsqueeze(-1)).squeeze(-1) / half_g
+    if coords is None:
+        coords = [_norm_coords(s, dev, dt) for s in sp]
+    n = x.shape[0]
+    shape = [c.numel() for c in coords]
+    # grid[..., c] = sum_j a[c, j] u_j + b_c, with u_j the coordinate of grid axis j (x=W, y=H, z=D);
+    # built by broadcasting in the grid's own (..., nd) layout (cheaper than affine_grid).
+    grid = None
+    for j in range(nd):
+        ax = nd - 1 - j  # spatial axis of grid axis j
+        view = [n] + [1] * nd + [nd]
+        view[1 + ax] = shape[ax]
+        term = (coords[ax].reshape(1, -1, 1) * a[:, :, j].reshape(n, 1, nd)).reshape(view)
+        grid = term if grid is None else grid + term
+    assert grid is not None
+    grid = grid + b.reshape(n, *([1] * nd), nd)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def acquisition_times(
+    n: int, order: str = "linear", *, device: torch.device | str = "cpu"
+) -> Tensor:
+    """Acquisition time in [0, 1) of each k-space line (unshifted frequency order).
+
+    ``"linear"``: k-lines from -N/2 to N/2-1; ``"centric"``: from the k-space centre outwards
+    (0, 1, -1, 2, -2, ...).
+    """
+    m = freq_index(n, dtype=torch.float64)
+    if order == "linear":
+        key = m
+    elif order == "centric":
+        key = m.abs() + 0.5 * (m < 0)
+    else:
+        raise ValueError(f"`order` must be 'linear' or 'centric', got {order!r}.")
+    rank = torch.argsort(torch.argsort(key, stable=True), stable=True).double()
+    return ((rank + 0.5) / n).to(device)
+
+
+def _segments(t_line: Tensor, times: Tensor) -> Tensor:
+    """Pose index (0 = reference) of each line: number of events at or before its time."""
+    return (t_line[None, :, None] >= times[:, None, :]).sum(-1)
+
+
+def _times_from_energy(energy: Tensor, t_line: Tensor, frac: Tensor, rel: Tensor) -> Tensor:
+    """Absolute event times so that lines after the first event hold ``frac`` of the energy."""
+    n = t_line.numel()
+    perm = torch.argsort(t_line)
+    e = energy[:, perm]
+    tail = torch.flip(torch.cumsum(torch.flip(e, [1]), 1), [1])
+    tail = torch.cat([tail, torch.zeros_like(tail[:, :1])], 1) / tail[:, :1].clamp_min(1e-30)
+    j = (tail - frac[:, None]).abs().argmin(1).double()
+    t1 = (j / n)[:, None]
+    return t1 + rel.double() * (1 - t1)
+
+
+def motion(
+    x: Tensor,
+    rotation_deg: Tensor,
+    translation_mm: Tensor,
+    times: Tensor,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    pe_axis: int = -2,
+    order: str = "linear",
+    moved_energy: Tensor | None = None,
+    acquisition: str = "3d",
+    slice_axis: int = -3,
+    complex_output: bool = False,
+) -> Tensor:
+    """Rigid subject motion during acquisition: k-space segments acquired at different poses.
+
+    Events at times ``t_1 <= ... <= t_E`` (fractions of the acquisition) move the object to pose
+    ``e`` (rotation ``R_e`` about the FOV centre, then translation ``t_e`` in mm); before ``t_1`` it is
+    at the reference pose. Phase-encode line ``m`` is acquired at time ``tau(m)`` (``order``) and takes
+    its k-space values from the pose active then:
+
+    $$ K(\\mathbf{k}) = \\sum_{p=0}^{E} M_p(m)\\,\\mathcal{F}[x \\circ R_p^{-1}](R_p\\ldots)\\,
+       e^{-2\\pi i\\,\\mathbf{k}\\cdot\\mathbf{t}_p/\\mathbf{N}},\\qquad y = |\\mathcal{F}^{-1}K| $$
+
+    Translation-only motion is exact phase ramps on one FFT of ``x`` (no resampling). Poses with a
+    rotation are resampled once (rotation and translation in one batched ``grid_sample``); because
+    the segment masks depend only on the phase-encode line, those poses need only a 1D real FFT
+    along the phase-encode axis (readout/slice FFTs cancel). ``acquisition="multislice"`` (3D input)
+    models 2D multi-slice imaging with motion *between* slices: each slice is taken from the pose
+    active when it was acquired (``order`` ``"linear"`` or ``"interleaved"``).
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        rotation_deg: ``(B, E, 1)`` (2D, or ``(B, E)``) / ``(B, E, 3)`` (3D, about spatial axes 0, 1, 2)
+            rotation of each pose in degrees.
+        translation_mm: ``(B, E, nd)`` translation of each pose in mm (spatial axis order).
+        times: ``(B, E)`` event times in [0, 1], non-decreasing. With ``moved_energy`` they are
+            relative offsets within the moved part (the first should be 0).
+        spacing: Voxel size in mm (a float or one per spatial axis); default 1 mm.
+        pe_axis: Phase-encode axis (its line order sets the time of each k-space segment).
+        order: Line order: ``"linear"`` or ``"centric"`` (k-space), ``"linear"`` or
+            ``"interleaved"`` (slices, multislice mode).
+        moved_energy: ``(B,)`` fraction of k-space energy acquired after the first event (k-space
+            mode): the first event time is set to the line that leaves this fraction of the energy
+            of ``x`` after it. Severity is driven by this fraction.
+        acquisition: ``"3d"`` (k-space segments; 2D images too) or ``"multislice"`` (3D input).
+        slice_axis: Slice axis for ``"multislice"``.
+        complex_output: Return the complex image instead of its magnitude (k-space mode).
+
+    Returns:
+        The magnitude image (or complex image).
+    """
+    nd = x.ndim - 2
+    b = x.shape[0]
+    dev, dt = x.device, x.dtype
+    rot = torch.as_tensor(rotation_deg, device=dev, dtype=dt)
+    if nd == 2 and rot.ndim == 2:
+        rot = rot[..., None]
+    tr = torch.as_tensor(translation_mm, device=dev, dtype=dt)
+    tm = torch.as_tensor(times, dtype=torch.float64).detach().cpu()
+    if tm.ndim == 1:
+        tm = tm[:, None]
+    ne = tm.shape[1]
+    nr = 1 if nd == 2 else 3
+    if rot.shape != (b, ne, nr) or tr.shape != (b, ne, nd):
+        raise ValueError(
+            f"`rotation_deg` must be (B, E, {nr}) and `translation_mm` (B, E, {nd}) with B={b}, "
+            f"E={ne} (from `times`), got {tuple(rot.shape)} and {tuple(tr.shape)}."
+        )
+    if spacing is None:
+        sp = [1.0] * nd
+    elif isinstance(spacing, (int, float)):
+        sp = [float(spacing)] * nd
+    else:
+        sp = [float(s) for s in spacing]
+        if len(sp) != nd:
+            raise ValueError(
+                f"`spacing` must have {nd} values (one per spatial axis), got {spacing!r}."
+            )
+    if acquisition == "multislice":
+        return _motion_multislice(x, rot, tr, tm, sp, slice_axis, order)
+    if acquisition != "3d":
+        raise ValueError(f"`acquisition` must be '3d' or 'multislice', got {acquisition!r}.")
+    d = spatial_dim(x, pe_axis, "pe_axis")
+    n = x.shape[d]
+    t_line = acquisition_times(n, order)
+    rotated = rot.requires_grad or bool((rot.detach() != 0).any())
+    if not rotated:
+        return _motion_translation(x, tr, tm, sp, d, t_line, moved_energy, complex_output)
+    xf0 = torch.fft.rfft(x, dim=d)
+    if moved_energy is not None:
+        red = [i for i in range(xf0.ndim) if i not in (0, d)]
+        e_half = (xf0.detach().abs() ** 2).sum(dim=red).double().cpu()
+        m = freq_index(n, dtype=torch.float64).abs().long()
+        tm = _times_from_energy(e_half[:, m], t_line, _cpu(moved_energy), tm)
+    seg = _segments(t_line, tm)  # (B, n)
+    # Moved poses, one batched resample.
+    moved = rigid_resample(
+        x.repeat_interleave(ne, 0), rot.reshape(b * ne, nr), tr.reshape(b * ne, nd), sp
+    )
+    xfm = torch.fft.rfft(moved, dim=d)
+    shp = list(xfm.shape)
+    xfm = xfm.reshape(b, ne, *shp[1:])
+    acc_s = acc_a = None
+    for p in range(ne + 1):
+        mk = (seg == p).to(dt).to(dev)
+        ms, ma = _sym_parts(mk, n)
+        src = xf0 if p == 0 else xfm[:, p - 1]
+        cs, ca = src * _along(ms, x, d), src * _along(ma, x, d)
+        acc_s = cs if acc_s is None else acc_s + cs
+        acc_a = ca if acc_a is None else acc_a + ca
+    re, im = _combine_half(acc_s, acc_a, n, d)
+    assert im is not None
+    if complex_output:
+        return torch.complex(re, im)
+    return magnitude(re, im)
+
+
+def _cpu(v: Tensor | float) -> Tensor:
+    return torch.as_tensor(v, dtype=torch.float64).detach().cpu().reshape(-1)
+
+
+def _motion_translation(
+    x: Tensor,
+    tr: Tensor,
+    tm: Tensor,
+    sp: Sequence[float],
+    d: int,
+    t_line: Tensor,
+    moved_energy: Tensor | None,
+    complex_output: bool,
+) -> Tensor:
+    """Exact translation-only motion: per-line phase ramps on one full FFT of ``x``."""
+    b, nd = x.shape[0], x.ndim - 2
+    dims = tuple(range(2, x.ndim))
+    k0 = torch.fft.fftn(x, dim=dims)
+    n = x.shape[d]
+    if moved_energy is not None:
+        red = [i for i in range(k0.ndim) if i not in (0, d)]
+        energy = (k0.detach().abs() ** 2).sum(dim=red).double().cpu()
+        tm = _times_from_energy(energy, t_line, _cpu(moved_energy), tm)
+    seg = _segments(t_line, tm).to(x.device)  # (B, n)
+    zero = torch.zeros_like(tr[:, :1])
+    tpose = torch.cat([zero, tr], 1)  # (B, E+1, nd) mm
+    vox = tpose / torch.tensor(sp, device=x.device, dtype=x.dtype)
+    t_lines = torch.gather(vox, 1, seg[..., None].expand(b, n, nd))  # (B, n, nd) voxels per line
+    phase = None
+    for j in range(nd):
+        dd = 2 + j
+        kj = freq_index(x.shape[dd], device=x.device, dtype=x.dtype) / x.shape[dd]
+        term = _along(t_lines[..., j], x, d) * _along(kj, x, dd)
+        phase = term if phase is None else phase + term
+    assert phase is not None
+    ramp = torch.polar(torch.ones_like(phase), -2 * math.pi * phase)
+    z = torch.fft.ifftn(k0 * ramp, dim=dims)
+    if complex_output:
+        return z
+    return magnitude(z.real, z.imag)
+
+
+def _motion_multislice(
+    x: Tensor, rot: Tensor, tr: Tensor, tm: Tensor, sp: Sequence[float], slice_axis: int, order: str
+) -> Tensor:
+    if x.ndim != 5:
+        raise ValueError("`acquisition='multislice'` needs a 3D input (B, C, D, H, W).")
+    s = spatial_dim(x, slice_axis, "slice_axis")
+    ns = x.shape[s]
+    if order not in ("linear", "interleaved"):
+        raise ValueError(
+            f"`order` must be 'linear' or 'interleaved' for multislice, got {order!r}."
+        )
+    i_sl = torch.arange(ns, dtype=torch.float64)
+    key = (i_sl % 2) * ns + i_sl if order == "interleaved" else i_sl
+    t_sl = (torch.argsort(torch.argsort(key)).double() + 0.5) / ns
+    seg = _segments(t_sl, tm)  # (B, ns)
+    outs = []
+    for i in range(x.shape[0]):
+        parts, idxs = [], []
+        for p in torch.unique(seg[i]).tolist():
+            sel = (seg[i] == p).nonzero().squeeze(1)
+            if p == 0:
+                parts.append(x[i : i + 1].index_select(s, sel.to(x.device)))
+            else:
+                coords = [_norm_coords(c, x.device, x.dtype) for c in x.shape[2:]]
+                coords[s - 2] = coords[s - 2][sel.to(x.device)]
+                parts.append(
+                    rigid_resample(
+                        x[i : i + 1], rot[i, p - 1 : p], tr[i, p - 1 : p], sp, coords=coords
+                    )
+                )
+            idxs.append(sel)
+        cat = torch.cat(parts, dim=s)
+        perm = torch.argsort(torch.cat(idxs)).to(x.device)
+        outs.append(cat.index_select(s, perm))
+    return torch.cat(outs)
