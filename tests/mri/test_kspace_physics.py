@@ -1,0 +1,300 @@
+"""Physics acceptance tests for the k-space MRI artifacts (issue 3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from robustaug.data import phantom
+from robustaug.functional import mri as F
+from robustaug.functional.kspace import fftc, freq_index, ifftc
+from robustaug.functional.metrics import ssim
+
+
+def _head(n=64, dtype=torch.float64):
+    return phantom((n, n), seed=3)["image"][None].to(dtype)
+
+
+# ----------------------------------------------------------------------------- motion
+def test_motion_zero_is_identity():
+    x = _head(64, torch.float32)
+    z = torch.zeros(1, 2, 1)
+    tz = torch.zeros(1, 2, 2)
+    times = torch.tensor([[0.3, 0.6]])
+    assert (F.motion(x, z, tz, times) - x).abs().max() < 1e-5
+    # the rotation path (grid_sample + PE-only FFTs) too
+    zr = z.clone().requires_grad_(True)
+    assert (F.motion(x, zr, tz, times) - x).abs().max() < 1e-5
+    x3 = phantom((24, 24, 24), seed=1)["image"][None]
+    y3 = F.motion(x3, torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.tensor([[0.5]]))
+    assert (y3 - x3).abs().max() < 1e-5
+
+
+def _closed_form_translation(x, trans_vox, times):
+    """Independent closed form with centred FFTs: each k-line takes the phase ramp of its pose."""
+    n_pe, n_ro = x.shape[-2:]
+    k = fftc(x.to(torch.complex128), dims=(-2, -1))
+    ky = torch.arange(n_pe, dtype=torch.float64) - n_pe // 2  # centred order = linear acquisition order
+    kx = torch.arange(n_ro, dtype=torch.float64) - n_ro // 2
+    t_line = (torch.arange(n_pe, dtype=torch.float64) + 0.5) / n_pe
+    out = torch.zeros_like(k)
+    for i in range(n_pe):
+        pose = int(sum(t_line[i] >= t for t in times))
+        ty, tx = (0.0, 0.0) if pose == 0 else trans_vox[pose - 1]
+        ramp = torch.exp(-2j * math.pi * (ky[i] * ty / n_pe + kx * tx / n_ro))
+        out[..., i, :] = k[..., i, :] * ramp
+    return ifftc(out, dims=(-2, -1))
+
+
+def test_motion_translation_matches_closed_form_and_keeps_dc():
+    x = _head(48)
+    trans_mm = torch.tensor([[[3.0, -2.5], [1.25, 4.0]]], dtype=torch.float64)
+    spacing = (0.5, 1.0)
+    times = [0.35, 0.7]
+    z = F.motion(x, torch.zeros(1, 2, 1, dtype=torch.float64), trans_mm, torch.tensor([times]),
+                 spacing=spacing, complex_output=True)
+    vox = [(3.0 / 0.5, -2.5 / 1.0), (1.25 / 0.5, 4.0 / 1.0)]
+    ref = _closed_form_translation(x, vox, times)
+    assert (z - ref).abs().max() < 1e-10
+    y = F.motion(x, torch.zeros(1, 2, 1, dtype=torch.float64), trans_mm, torch.tensor([times]), spacing=spacing)
+    assert torch.allclose(y, ref.abs(), atol=1e-9)
+    # DC (k-space centre) preserved
+    assert abs(complex(z.sum()) - float(x.sum())) < 1e-8 * float(x.sum())
+    assert y.min() >= 0
+
+
+def test_motion_rotation_path_consistent_with_phase_ramps_for_integer_shifts():
+    # an object away from the FOV edge (grid_sample pads with zeros, phase ramps are circular)
+    x = torch.nn.functional.pad(_head(32), (8, 8, 8, 8))
+    tr = torch.tensor([[[3.0, -2.0], [1.0, 4.0]]], dtype=torch.float64)
+    times = torch.tensor([[0.3, 0.6]])
+    a = F.motion(x, torch.zeros(1, 2, 1, dtype=torch.float64), tr, times)
+    b = F.motion(x, torch.zeros(1, 2, 1, dtype=torch.float64, requires_grad=True), tr, times)
+    assert (a - b).abs().max() < 1e-9
+
+
+def test_motion_rotation_dc_and_nonnegative():
+    x = _head(64)
+    rot = torch.tensor([[[6.0], [-8.0]]], dtype=torch.float64)
+    tr = torch.tensor([[[2.0, 1.0], [-3.0, 2.0]]], dtype=torch.float64)
+    z = F.motion(x, rot, tr, torch.tensor([[0.2, 0.6]]), complex_output=True)
+    assert abs(complex(z.sum()) - float(x.sum())) < 2e-3 * float(x.sum())  # interpolation only
+    y = F.motion(x, rot, tr, torch.tensor([[0.2, 0.6]]))
+    assert y.min() >= 0 and (y - x).abs().mean() > 1e-3
+
+
+def test_motion_damage_rises_with_moved_energy():
+    x = _head(64, torch.float32)
+    rot = torch.tensor([[[5.0], [-4.0]]])
+    tr = torch.tensor([[[4.0, -3.0], [2.0, 5.0]]])
+    rel = torch.tensor([[0.0, 0.5]])
+    dmg = []
+    for f in (0.0, 0.002, 0.005, 0.01, 0.04, 0.1):
+        y = F.motion(x, rot, tr, rel, moved_energy=torch.tensor([f]))
+        dmg.append(1 - float(ssim(x, y, data_range=1.0)))
+    # energy is quantised by k-line, so neighbouring fractions may select the same line
+    assert all(b >= a - 1e-6 for a, b in zip(dmg, dmg[1:])), dmg
+    assert dmg[0] < 1e-4 and dmg[-1] > dmg[1] + 0.1, dmg
+
+
+def test_motion_moved_energy_fraction_is_met():
+    x = _head(64)
+    k = torch.fft.fft(x, dim=-2)
+    e = (k.abs() ** 2).sum(-1).flatten()  # energy per PE line, unshifted order
+    t_line = F.acquisition_times(64)
+    times = F._times_from_energy(e[None], t_line, torch.tensor([0.2], dtype=torch.float64),
+                                 torch.tensor([[0.0]], dtype=torch.float64))
+    moved = float(e[t_line >= times[0, 0]].sum() / e.sum())
+    # nearest achievable fraction: within the energy of one line of it
+    assert abs(moved - 0.2) <= float(e.max() / e.sum())
+
+
+def test_motion_multislice_moves_only_late_slices():
+    x = phantom((24, 32, 32), seed=0)["image"][None].double()
+    rot = torch.tensor([[[0.0, 0.0, 0.0]]], dtype=torch.float64)
+    tr = torch.tensor([[[0.0, 3.0, 0.0]]], dtype=torch.float64)
+    y = F.motion(x, rot, tr, torch.tensor([[0.5]]), acquisition="multislice")
+    assert torch.allclose(y[..., :12, :, :], x[..., :12, :, :])
+    assert torch.allclose(y[..., 12:, 3:, :], x[..., 12:, :-3, :], atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- ghosting
+def _square(n=64, lo=28, hi=36, dtype=torch.float64):
+    x = torch.zeros(1, 1, n, n, dtype=dtype)
+    x[..., lo:hi, lo:hi] = 1.0
+    return x
+
+
+def test_ghosting_positions_amplitude_background():
+    x = _square()
+    a = 0.4
+    for phi in (0.0, 0.7, 2.0):
+        y = F.ghosting(x, a, 4.0, phi)
+        assert y.min() >= 0
+        col = y[0, 0, :, 32]
+        # ghosts centred at +-FOV/4 = +-16 px from the object (rows 28..35 -> 12..19 and 44..51)
+        above, below = col[12:20], col[44:52]
+        assert torch.allclose(above, torch.full_like(above, a / 2), rtol=0.02)
+        assert torch.allclose(below, torch.full_like(below, a / 2), rtol=0.02)
+        bg = torch.cat([col[:12], col[20:28], col[36:44], col[52:]])
+        assert bg.max() < 1e-3
+        assert torch.allclose(col[28:36], torch.ones(8, dtype=x.dtype), atol=1e-12)
+    # ghost centroid within +-1 voxel of +-FOV/4
+    y = F.ghosting(x, a, 4.0, 0.0)[0, 0, :, 32]
+    rows = torch.arange(64, dtype=x.dtype)
+    c_up = float((y[:24] * rows[:24]).sum() / y[:24].sum())
+    assert abs(c_up - (31.5 - 16)) <= 1.0
+
+
+def test_ghosting_first_harmonic_amplitude_in_kspace():
+    x = _square()
+    y = F.ghosting(x, 0.3, 4.0, 0.0)
+    # the magnitude profile along PE has its first ghost harmonic at 1/4 cycles per pixel
+    col = y[0, 0, :, 32]
+    ghosts = col.clone()
+    ghosts[28:36] = 0
+    assert abs(float(ghosts.sum()) / 8.0 - 0.3) < 0.3 * 0.02  # two ghosts of a/2
+
+
+def test_ghosting_fractional_period_matches_fft_model():
+    x = _square(60)
+    a, n, phi = 0.3, 7.0, 0.4
+    y = F.ghosting(x, a, n, phi)
+    m = freq_index(60, dtype=torch.float64)
+    k = torch.fft.fft(x, dim=-2) * (1 + a * torch.cos(2 * math.pi * m / n + phi))[:, None]
+    ref = torch.fft.ifft(k, dim=-2).abs()
+    # identical up to the Nyquist-bin convention of the real FFT
+    assert (y - ref).abs().max() < 5e-3
+
+
+def test_nyquist_ghost_half_fov():
+    x = _square(64, 4, 12)
+    th = math.radians(20.0)
+    y = F.nyquist_ghost(x, th)
+    assert torch.allclose(y[0, 0, 4 + 32 : 12 + 32, 8], torch.full((8,), math.sin(th / 2), dtype=x.dtype))
+    assert torch.allclose(y[0, 0, 4:12, 8], torch.full((8,), math.cos(th / 2), dtype=x.dtype))
+    assert y[0, 0, 14:34].max() < 1e-12 and y.min() >= 0
+    # energy is conserved (unitary modulation)
+    assert torch.isclose((y**2).sum(), (x**2).sum())
+
+
+# ----------------------------------------------------------------------------- spike, zipper
+def test_spike_stripe_period_and_orientation():
+    n = 64
+    x = torch.ones(1, 1, n, n, dtype=torch.float64)
+    k = torch.tensor([[4.0, 8.0]], dtype=torch.float64)  # cycles per FOV along (H, W)
+    y = F.spike(x, k, torch.tensor([0.3], dtype=torch.float64), 0.0)
+    assert y.min() >= 0
+    spec = torch.fft.fft2(y[0, 0] - y.mean()).abs()
+    peak = divmod(int(spec.argmax()), n)
+    freqs = {(peak[0] - n if peak[0] > n // 2 else peak[0]), }
+    assert {tuple(v if v <= n // 2 else v - n for v in peak)} <= {(4, 8), (-4, -8)}
+    assert freqs  # period along k is N/|k|
+    period = n / math.hypot(4, 8)
+    # constant along the direction perpendicular to k: (dy, dx) = (8, -4)
+    img = y[0, 0]
+    assert torch.allclose(img, torch.roll(img, shifts=(8, -4), dims=(0, 1)), atol=1e-12)
+    # one period along k brings the pattern back: shift by k/|k| * period -> (4, 8) * n/|k|^2
+    assert abs(period - n / math.sqrt(80)) < 1e-12
+    assert torch.allclose(img, torch.roll(img, shifts=(16, 32), dims=(0, 1)), atol=1e-12)
+    assert not torch.allclose(img, torch.roll(img, shifts=(2, 4), dims=(0, 1)), atol=1e-3)
+
+
+def test_spike_amplitude_relative_to_kspace_max():
+    x = torch.full((1, 1, 32, 32), 2.0, dtype=torch.float64)
+    y = F.spike(x, torch.tensor([[0.0, 5.0]], dtype=torch.float64), torch.tensor([0.25], dtype=torch.float64))
+    # |K(0)| = sum x; the spike's image-domain amplitude is 0.25 * mean(x) = 0.5
+    assert math.isclose(float(y.max()), 2.5, rel_tol=1e-9) and math.isclose(float(y.min()), 1.5, rel_tol=1e-9)
+
+
+def test_zipper_confined_to_one_readout_column():
+    x = _head(64)
+    y = F.zipper(x, torch.tensor([[20]]), torch.tensor([[0.5]], dtype=torch.float64), torch.tensor([7]))
+    diff = (y - x).abs()[0, 0]
+    energy_per_col = (diff**2).sum(0)
+    assert float(energy_per_col[19:22].sum()) >= 0.999 * float(energy_per_col.sum())
+    assert int((energy_per_col > 0).sum()) == 1
+    # extends across the whole phase-encode axis
+    assert int((diff[:, 20] > 0).sum()) >= 60
+    assert y.min() >= 0
+
+
+# ----------------------------------------------------------------------------- Gibbs
+def test_gibbs_overshoot_and_identity():
+    x = torch.zeros(1, 1, 4, 512, dtype=torch.float64)
+    x[..., 128:384] = 1.0
+    y = F.gibbs(x, 0.1, axes=(-1,))
+    assert abs(float(y.max()) - 1.0 - 0.0895) < 0.005
+    x2 = _head(48)
+    assert torch.equal(F.gibbs(x2, 1.0), x2)
+    # separable, per-axis fractions: a rectangular box in k-space
+    both = F.gibbs(x2, torch.tensor([[0.5, 0.7]]), axes=(-2, -1))
+    m = freq_index(48, dtype=torch.float64).abs()
+    box = ((m[:, None] <= 12) & (m[None, :] <= 16)).to(torch.float64)
+    ref = torch.fft.ifft2(torch.fft.fft2(x2) * box).abs()
+    assert torch.allclose(both, ref, atol=1e-12)
+
+
+def test_gibbs_equals_kspace_box():
+    x = _head(32)
+    y = F.gibbs(x, 0.5)
+    m = freq_index(32, dtype=torch.float64).abs()
+    box = ((m[:, None] <= 8) & (m[None, :] <= 8)).to(torch.float64)
+    ref = torch.fft.ifft2(torch.fft.fft2(x) * box).abs()
+    assert torch.allclose(y, ref, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- undersampling
+def test_undersampling_mask_fraction_and_acs():
+    for pattern in ("random", "equispaced", "variable_density"):
+        for r, acs in ((4, 0.08), (8, 0.04), (3, 0.1)):
+            mk = F.undersampling_mask(256, r, acs, pattern, seed=1)
+            assert abs(int(mk.sum()) - 256 / r) <= 1
+            m = freq_index(256)
+            n_acs = round(acs * 256)
+            centre = (m >= -(n_acs // 2)) & (m < n_acs - n_acs // 2)
+            assert bool(mk[centre].all())
+
+
+def test_undersampling_equispaced_replicas_and_random_incoherent():
+    n = 64
+    x = torch.zeros(1, 1, n, n, dtype=torch.float64)
+    x[..., 30:34, 30:34] = 1.0
+    r = 4
+    mk = F.undersampling_mask(n, r, 0.0, "equispaced")
+    y = F.undersampling(x, mk)
+    col = y[0, 0, :, 31]
+    # R-1 coherent replicas at multiples of FOV/R (16 px), each 1/R of the object
+    for j in range(1, r):
+        rows = [(30 + 16 * j + i) % n for i in range(4)]
+        assert torch.allclose(col[rows], torch.full((4,), 1 / r, dtype=x.dtype), atol=1e-9)
+    others = torch.ones(n, dtype=torch.bool)
+    for j in range(r):
+        others[[(30 + 16 * j + i) % n for i in range(4)]] = False
+    assert col[others].max() < 1e-9
+    assert y.min() >= 0
+    # equispaced: the replicas are as bright as the object (coherent); random: the largest
+    # aliasing peak stays well below the object (incoherent, noise-like)
+    n = 256
+    x = torch.zeros(1, 1, n, 8, dtype=torch.float64)
+    x[..., 126:130, 2:6] = 1.0
+    for seed in range(5):
+        yr = F.undersampling(x, F.undersampling_mask(n, r, 0.0, "random", seed=seed))[0, 0]
+        main = float(yr[126:130, 3].mean())
+        outside = yr.clone()
+        outside[126:130] = 0
+        assert float(outside.max()) < 0.75 * main
+        assert yr.min() >= 0
+
+
+# ----------------------------------------------------------------------------- wrap-around
+def test_wrap_around_conserves_signal_and_folds():
+    x = _head(64)
+    for f, off in ((0.7, 0.0), (0.55, 3.0), (0.9, -2.0)):
+        y = F.wrap_around(x, f, off)
+        assert torch.isclose(y.sum(), x.sum())
+    x = torch.zeros(1, 1, 20, 4, dtype=torch.float64)
+    x[..., 1, :] = 1.0  # outside the central 10-row FOV (rows 5..14)
+    y = F.wrap_around(x, 0.5)
+    assert float(y[0, 0, 11, 0]) == 1.0 and float(y[0, 0, 1, 0]) == 0.0
