@@ -341,6 +341,8 @@ class RingArtifact(_CTTransform):
         n_dead: How many of the faulty channels are dead (``G = 0``, offset ``dead_offset``).
         dead_offset: Dark signal of a dead channel as a fraction of ``I0``.
         fraction: Faulty channels lie within ``|s| < fraction * N / 2``.
+        full_scan: 360 degree acquisition (both half-scans averaged: full rings, the clinical
+            case); ``False`` simulates a 180 degree parallel scan (half rings).
         fov_mm, n_views, filter, axis, reconstruct, domain, mu_water: Scan settings.
         p, seed, spatial_dims: See :class:`~robustaug.core.transform.Transform`.
 
@@ -390,9 +392,11 @@ class RingArtifact(_CTTransform):
         n_dead: int = 0,
         dead_offset: float = 0.01,
         fraction: float = 0.8,
+        full_scan: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.full_scan = bool(full_scan)
         self.n_channels = check_int(n_channels, "n_channels", low=1, high=4096)
         self.gain_error = check_range(gain_error, "gain_error", low=0.0, high=0.99)
         self.offset = check_range(offset, "offset", low=0.0, high=1.0)
@@ -420,7 +424,9 @@ class RingArtifact(_CTTransform):
         return {"channels": ch, "gains": gains, "offsets": offs}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        return F.ring_artifact(x, params["channels"], params["gains"], params["offsets"], cfg=self.cfg)
+        return F.ring_artifact(
+            x, params["channels"], params["gains"], params["offsets"], full_scan=self.full_scan, cfg=self.cfg
+        )
 
     def _repr_args(self) -> dict[str, Any]:
         return {"n_channels": self.n_channels, "gain_error": self.gain_error, "n_dead": self.n_dead}

@@ -352,6 +352,7 @@ def ring_artifact(
     gains: Tensor,
     offsets: Tensor,
     *,
+    full_scan: bool = True,
     cfg: CTConfig = CTConfig(),
 ) -> Tensor:
     """Ring artifacts from miscalibrated or dead detector channels.
@@ -359,13 +360,17 @@ def ring_artifact(
     Channel ``j`` reports ``I_j = G_j I_0 e^{-p} + O_j I_0``; after the log
     ``p'_j = -ln(G_j e^{-p} + O_j)``, a constant error along all views (a stripe in the sinogram)
     that back-projects to a ring of radius ``|j - n_det/2|`` pixels about the rotation centre.
-    Dead channels have ``G = 0`` and a small dark offset ``O``.
+    Dead channels have ``G = 0`` and a small dark offset ``O``. With ``full_scan`` (a 360 degree
+    acquisition, as on clinical scanners) each faulty channel also measures the mirrored rays
+    ``(theta + pi, -s)`` and the two half-scans are averaged, giving full rings; otherwise (180
+    degree parallel scan) the rings are half rings.
 
     Args:
         x: HU batch.
         channels: ``(B, K)`` faulty detector channel indices (``-1`` = unused slot).
         gains: ``(B, K)`` relative gains ``G`` (1 = calibrated).
         offsets: ``(B, K)`` dark offsets ``O`` as a fraction of ``I0`` (>= 0).
+        full_scan: Simulate a 360 degree scan (full rings) instead of 180 degrees (half rings).
         cfg: Scan settings.
 
     Returns:
@@ -385,9 +390,24 @@ def ring_artifact(
         omap = omap.scatter(1, chc, ov)
         gm = gmap[:, None, None, :]
         om = omap[:, None, None, :]
-        return -torch.log(gm * torch.exp(-p) + om), None
+        if not full_scan:
+            return -torch.log(gm * torch.exp(-p) + om), None
+        # 360-degree scan: the second half-scan measures ray (theta, s) with the channel at -s;
+        # the two redundant measurements are averaged
+        gb, ob = _mirror(gm, 1.0), _mirror(om, 0.0)
+        ep = torch.exp(-p)
+        return -0.5 * (torch.log(gm * ep + om) + torch.log(gb * ep + ob)), None
 
     return _run(x, cfg, fn)
+
+
+def _mirror(v: Tensor, neutral: float) -> Tensor:
+    """Detector map mirrored about the centre channel (index ``j -> -s``); unmatched = neutral."""
+    nd = v.shape[-1]
+    f = torch.flip(v, dims=(-1,))
+    if nd % 2 == 0:  # s = j - nd/2 -> -s is index nd - j
+        f = torch.cat([torch.full_like(f[..., :1], neutral), f[..., :-1]], dim=-1)
+    return f
 
 
 def _decompose(hu: Tensor, mu_water: float) -> tuple[Tensor, Tensor]:
@@ -593,7 +613,7 @@ def ct_motion(
     """
 
     def fn(p: Tensor, g: R.ParallelBeam, spacing: float):
-        b, nv, nd = p.shape[0], p.shape[-2], p.shape[-1]
+        _b, nv, nd = p.shape[0], p.shape[-2], p.shape[-1]
         dev, dt = p.device, p.dtype
         tau = torch.arange(nv, dtype=dt, device=dev) / nv
         mprof = torch.sigmoid((tau[None] - onset.to(dev, dt)[:, None]) / width)  # (B, V)

@@ -129,7 +129,7 @@ def dead_pixels(x: Tensor, indices: Tensor, values: Tensor) -> Tensor:
     Returns:
         The image with defects (all channels).
     """
-    b, c, h, w = x.shape
+    b, _c, h, w = x.shape
     idx = indices.to(x.device).long()
     ok = idx >= 0
     flat_mask = torch.zeros(b, h * w, dtype=x.dtype, device=x.device)
@@ -154,7 +154,7 @@ def dead_lines(x: Tensor, lines: Tensor, axes: Tensor, values: Tensor) -> Tensor
     Returns:
         The image with line defects.
     """
-    b, c, h, w = x.shape
+    b, _c, h, w = x.shape
     m = torch.zeros(b, 1, h, w, dtype=x.dtype, device=x.device)
     v = torch.zeros_like(m)
     for i in range(b):
@@ -193,7 +193,7 @@ def heel_effect(
     Returns:
         The radiograph times the heel profile.
     """
-    b, c, h, w = x.shape
+    b, _c, h, w = x.shape
     dt, dev = x.dtype, x.device
     alpha = math.radians(anode_angle_deg)
     out = []
@@ -241,7 +241,7 @@ def collimation(x: Tensor, margins: Tensor, angle_rad: Tensor, *, penumbra_px: f
     Returns:
         The collimated radiograph.
     """
-    b, c, h, w = x.shape
+    h, w = x.shape[-2:]
     dt, dev = x.dtype, x.device
     r = torch.arange(h, dtype=dt, device=dev)[:, None] - (h - 1) / 2
     cc = torch.arange(w, dtype=dt, device=dev)[None, :] - (w - 1) / 2
