@@ -242,8 +242,9 @@ class MultiCoilNoise(Transform):
     def sample_params(self, x: Tensor, generator: torch.Generator | None) -> Params:
         n = x.shape[0]
         s = self.uniform(self.sigma, n, generator) * _reference_values(x, self.reference)
+        seeds = sample_seeds(n, generator)  # drawn in RicianNoise's order: n_coils=1 gives its output
         g = self.uniform(self.g_max, n, generator)
-        return {"sigma": s, "g_max": g, "seed": sample_seeds(n, generator)}
+        return {"sigma": s, "g_max": g, "seed": seeds}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
         g: Tensor | None

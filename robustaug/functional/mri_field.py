@@ -675,9 +675,10 @@ def susceptibility_distortion(
     position error along the low-bandwidth phase-encode axis of EPI: signal from ``r`` appears at
     ``r + d(r) e_pe`` with ``d = df / BW_pe`` pixels. Signal is conserved, so the intensity is
     divided by the local Jacobian ``1 + dd/dr`` (compression piles signal up, stretching thins it).
-    It is implemented by pushing each voxel's signal forward (linear splatting, with sub-voxel
-    samples when the field stretches the image), circularly along phase-encode, so the signal of
-    each phase-encode line is conserved exactly. With ``te_ms`` the source signal is first attenuated
+    It is implemented by pushing each voxel's signal forward: the voxel's extent is mapped through
+    the displacement and its signal binned into the output voxels by overlap (an exact conservative
+    remapping), circularly along phase-encode, so the signal of each phase-encode line is conserved
+    exactly. With ``te_ms`` the source signal is first attenuated
     by intravoxel dephasing, ``|sinc(grad df * TE)|`` per axis (gradients in Hz/voxel).
 
     $$ y\\big(r + d(r)\\,\\hat e_{pe}\\big)\\,\\Big|1 + \\frac{\\partial d}{\\partial r_{pe}}\\Big| =
@@ -713,34 +714,29 @@ def susceptibility_distortion(
         src = x * _dephasing(fld, te)
     d = fld / _per_sample(bandwidth_pe_hz, fld)  # pixels
     n = x.shape[ax]
-    # sub-samples per voxel so that neighbouring sub-samples land < 1 voxel apart
-    dd = d.detach().diff(dim=ax).abs().amax() if (n > 1 and d.numel()) else torch.zeros(())
-    s = 1 if float(dd) <= 0.2 else math.ceil(1.0 + float(dd))
     src_m = src.movedim(ax, -1)
-    d_m = d.movedim(ax, -1).expand(*src_m.shape[:-1], n)
-    if s > 1:
-        frac = (torch.arange(s, dtype=x.dtype, device=x.device) + 0.5) / s - 0.5  # (s,)
-        dn = torch.cat([d_m[..., 1:], d_m[..., -1:]], -1)  # next / previous voxel (replicate edge)
-        dp = torch.cat([d_m[..., :1], d_m[..., :-1]], -1)
-        # linear interpolation of d at sub-sample positions i + frac
-        fr = frac.reshape(*([1] * d_m.ndim), s)
-        dsub = torch.where(fr >= 0, d_m[..., None] + fr * (dn - d_m)[..., None],
-                           d_m[..., None] + fr * (d_m - dp)[..., None])
-        pos = torch.arange(n, dtype=x.dtype, device=x.device).reshape(n, 1) + frac.reshape(1, s)
-        pos = pos + dsub  # (..., n, s)
-        val = (src_m / s)[..., None].expand(*src_m.shape, s)
-        pos = pos.reshape(*pos.shape[:-2], n * s)
-        val = val.reshape(*val.shape[:-2], n * s)
-    else:
-        pos = torch.arange(n, dtype=x.dtype, device=x.device) + d_m
-        val = src_m
-    f0 = torch.floor(pos.detach())
-    t = pos - f0
-    i0 = f0.long() % n
-    i1 = (i0 + 1) % n
     lead = src_m.shape[:-1]
+    d_m = d.movedim(ax, -1).expand(*lead, n)
+    # Each source voxel [i - 1/2, i + 1/2] maps to the interval between its displaced edges (the
+    # displacement at the edges is the mean of the neighbouring voxels', replicated at the border);
+    # its signal is spread uniformly over that interval and binned into the output voxels by overlap.
+    # This is an exact, conservative remapping: uniform compression by (1 + a) multiplies the
+    # intensity by 1 / (1 + a) without ripple, and fold-over (1 + a < 0) piles signal up.
+    d_pad = torch.cat([d_m[..., :1], d_m, d_m[..., -1:]], -1)
+    d_edge = 0.5 * (d_pad[..., 1:] + d_pad[..., :-1])  # (..., n + 1) at i - 1/2
+    edges = torch.arange(n + 1, dtype=x.dtype, device=x.device) - 0.5 + d_edge
+    a, b = edges[..., :-1], edges[..., 1:]
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    c = 0.5 * (lo + hi)
+    half = 0.5 * (hi - lo).clamp_min(1e-6)
+    lo, hi = c - half, c + half
+    width = 2 * half
+    span = math.ceil(float((hi - lo).detach().max())) + 1 if hi.numel() else 1
+    j0 = torch.floor(lo.detach() + 0.5)  # output voxel containing lo
     out = torch.zeros((*lead, n), dtype=x.dtype, device=x.device)
-    val = val.expand(*lead, val.shape[-1])
-    out = out.scatter_add(-1, i0.expand(*lead, i0.shape[-1]), val * (1 - t))
-    out = out.scatter_add(-1, i1.expand(*lead, i1.shape[-1]), val * t)
+    for k in range(span + 1):
+        j = j0 + k
+        ov = (torch.minimum(hi, j + 0.5) - torch.maximum(lo, j - 0.5)).clamp_min(0.0)
+        idx = (j.long() % n).expand(*lead, n)
+        out = out.scatter_add(-1, idx, src_m * (ov / width))
     return out.movedim(-1, ax)
