@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved timed repeats (default 7)")
-    ap.add_argument("--quick", action="store_true", help="3 repeats (smoke run)")
+    ap.add_argument(
+        "--quick", action="store_true", help="3 repeats, and generic.md is left unchanged (smoke run)"
+    )
     ap.add_argument("--no-markdown", action="store_true", help="do not rewrite benchmarks/generic.md")
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         + table
         + f"\n\nRaw numbers: `benchmarks/results/{path.name}`."
     )
-    if not args.no_markdown:
+    if not (args.no_markdown or args.quick):
         write_markdown_section(BENCH_DIR / "generic.md", body)
         print(f"updated {BENCH_DIR / 'generic.md'}")
     return 0
