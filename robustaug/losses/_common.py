@@ -164,6 +164,9 @@ class RobustLoss(nn.Module):
     """
 
     linear: ClassVar[bool] = True
+    #: ``class_losses`` is elementwise in ``log p`` (``L_k`` depends on ``p_k`` only): for integer
+    #: targets only the label's column is computed.
+    pointwise: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -192,6 +195,8 @@ class RobustLoss(nn.Module):
     def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
         """Unweighted per-element loss ``(N, *)``; ``target`` is indices (ignored ones set to 0)
         or probabilities."""
+        if not soft and self.pointwise:
+            return self.class_losses(logp.gather(1, target.unsqueeze(1))).squeeze(1)
         L = self.class_losses(logp)
         if soft:
             return (target * L).sum(1)
@@ -251,11 +256,22 @@ class RobustLoss(nn.Module):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Loss of logits ``input`` against ``target`` (indices or probabilities)."""
         z, target, soft, valid = self._prepare(input, target)
+        n, c = z.shape[:2]
+        out_shape = (n, *z.shape[2:])
+        if z.dim() > 2:  # classes last, one row per element: reductions run over contiguous memory
+            z = z.movedim(1, -1).reshape(-1, c)
+            if soft:
+                target = target.movedim(1, -1).reshape(-1, c)
+            else:
+                target, valid = target.reshape(-1), valid.reshape(-1)
         with torch.autocast(device_type=z.device.type, enabled=False):
             logp = F.log_softmax(z, dim=1)
             ew = self._weights(target, soft, valid, z.dtype)
             if soft and self.linear and self.weight is not None:
                 ell = self._linear_weighted(logp, target, soft)
+                if self.reduction == "none":
+                    return ell.reshape(out_shape)
                 return reduce_loss(ell, ew, self.reduction)
             ell = self.element_loss(logp, target, soft)
-            return self._finish(ell, ew, valid)
+            out = self._finish(ell, ew, valid)
+            return out.reshape(out_shape) if self.reduction == "none" else out

@@ -70,6 +70,8 @@ class CrossEntropy(RobustLoss):
         Standard; see e.g. Goodfellow et al., *Deep Learning* (2016), §6.2.2.
     """
 
+    pointwise = True
+
     def class_losses(self, logp: Tensor) -> Tensor:
         return -logp
 
@@ -90,6 +92,8 @@ class GCE(RobustLoss):
         Zhang & Sabuncu, "Generalized Cross Entropy Loss for Training Deep Neural Networks with
         Noisy Labels", NeurIPS 2018.
     """
+
+    pointwise = True
 
     def __init__(self, q: float = 0.7, **kw) -> None:
         super().__init__(**kw)
@@ -142,6 +146,8 @@ class MAE(RobustLoss):
         AAAI 2017.
     """
 
+    pointwise = True
+
     def __init__(self, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.scale = _pos("scale", scale)
@@ -161,6 +167,8 @@ class RCE(RobustLoss):
     References:
         Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
     """
+
+    pointwise = True
 
     def __init__(self, A: float = SCE_A_CODE, **kw) -> None:
         super().__init__(**kw)
@@ -184,6 +192,8 @@ class SCE(RobustLoss):
     References:
         Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels", ICCV 2019.
     """
+
+    pointwise = True
 
     def __init__(self, alpha: float = 0.1, beta: float = 1.0, A: float = SCE_A_CODE, **kw) -> None:
         super().__init__(**kw)
@@ -212,6 +222,12 @@ class NCE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         nl = -logp
         return self.scale * nl / nl.sum(1, keepdim=True)
+
+    def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        if soft:
+            return super().element_loss(logp, target, soft)
+        nl_y = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+        return self.scale * nl_y / (-logp).sum(1)
 
 
 @register_loss("focal")
@@ -312,6 +328,8 @@ class AGCE(RobustLoss):
         Zhou et al., "Asymmetric Loss Functions for Learning with Noisy Labels", ICML 2021.
     """
 
+    pointwise = True
+
     def __init__(self, a: float = 0.6, q: float = 0.6, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.a = _pos("a", a)
@@ -337,6 +355,8 @@ class AUL(RobustLoss):
         Zhou et al., ICML 2021.
     """
 
+    pointwise = True
+
     def __init__(self, a: float = 5.5, q: float = 3.0, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         if not a > 1:
@@ -360,6 +380,8 @@ class AEL(RobustLoss):
     References:
         Zhou et al., ICML 2021.
     """
+
+    pointwise = True
 
     def __init__(self, a: float = 2.5, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
@@ -539,6 +561,12 @@ class ActivePassive(RobustLoss):
             logp
         )
 
+    def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        if soft:
+            return super().element_loss(logp, target, soft)
+        a = self.active.element_loss(logp, target, soft)
+        return self.alpha * a + self.beta * self.passive.element_loss(logp, target, soft)
+
 
 def _preset_factory(name: str):
     def factory(**kw) -> ActivePassive:
@@ -624,6 +652,8 @@ class TaylorCE(RobustLoss):
     References:
         Feng et al., "Can Cross Entropy Loss Be Robust to Label Noise?", IJCAI 2020.
     """
+
+    pointwise = True
 
     def __init__(self, order: int = 2, **kw) -> None:
         super().__init__(**kw)
