@@ -178,15 +178,15 @@ def main() -> None:
     xe, ye = xte[:n_eval], yte[:n_eval]
     suite = "lite" if args.quick else "standard"
     cfg = {
-        "clean": dict(),
-        "pgd_at": dict(threat=adv.Linf(eps=EPS, steps=7)),
-        "trades": dict(threat=adv.Linf(eps=EPS, steps=7), beta=6.0),
-        "fgsm_rs": dict(threat=adv.Linf(eps=EPS)),
+        "clean": {},
+        "pgd_at": {"threat": adv.Linf(eps=EPS, steps=7)},
+        "trades": {"threat": adv.Linf(eps=EPS, steps=7), "beta": 6.0},
+        "fgsm_rs": {"threat": adv.Linf(eps=EPS)},
         # Free-AT, common setting: m = 4 replays, epochs / m
-        "free": dict(threat=adv.Linf(eps=EPS), m=4, epochs=max(epochs // 4, 1)),
+        "free": {"threat": adv.Linf(eps=EPS), "m": 4, "epochs": max(epochs // 4, 1)},
         # recipe: same number of passes as the PGD-7 budget (m = 4, 30 epochs), eps warm-up
-        "free_recipe": dict(threat=adv.Linf(eps=EPS), m=4, epochs=epochs,
-                            eps_warmup=4 * 22 * max(epochs // 6, 1)),
+        "free_recipe": {"threat": adv.Linf(eps=EPS), "m": 4, "epochs": epochs,
+                            "eps_warmup": 4 * 22 * max(epochs // 6, 1)},
     }
     results = {}
     for name in args.methods.split(","):

@@ -68,6 +68,8 @@ def ce_loss(logits: Tensor, y: Tensor, ignore_index: int | None = None) -> Tenso
     Computed in float32. Pixels with ``y == ignore_index`` contribute nothing (value and gradient).
     """
     z = logits.float()
+    if ignore_index is None:
+        return _per_sample(F.cross_entropy(z, y, reduction="none"))
     yy, valid = _valid(y, ignore_index)
     lp = -F.log_softmax(z, dim=1).gather(1, yy.unsqueeze(1)).squeeze(1)
     if valid is not None:

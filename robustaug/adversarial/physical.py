@@ -188,6 +188,8 @@ class BiasField(PhysicalThreat):
         for k in ("eps_b", "max_deviation", "amplitude"):
             if k in args:
                 return {"eps_b": _span(args[k])}
+        if "peak_to_peak_percent" in args:  # field spans p peak to peak: |B - 1| <= p / 2
+            return {"eps_b": min(_span(args["peak_to_peak_percent"]) / 200.0, 0.99)}
         if "coefficients" in args:  # log-field coefficients c: B = exp(c) within exp(+-|c|)
             return {"eps_b": min(math.expm1(_span(args["coefficients"])), 0.99)}
         return None

@@ -238,6 +238,7 @@ class RobustLoss:
         self._guard_best = 0.0
         self._guard_state: dict[str, Tensor] | None = None
         self._free_delta: Tensor | None = None
+        self._awp_norm = 0.0
         self.last: dict[str, Any] = {}
         self._augs = self._build_augs(artifacts, severity) if method == "augment" else []
 
@@ -294,6 +295,8 @@ class RobustLoss:
         else:
             loss = self._augment(x, y)
         self.calls += 1
+        if self.awp is not None:
+            self.last["awp_norm"] = self._awp_norm
         self.last["loss"] = loss.detach()
         self.last["eps"] = threat.eps
         return loss
@@ -323,7 +326,7 @@ class RobustLoss:
             gn = g.norm()
             if gn > 0:
                 pert[n] = (self.awp.gamma * w.detach().norm() / gn) * g.detach()
-        self.last["awp_norm"] = float(sum(v.norm() ** 2 for v in pert.values()) ** 0.5) if pert else 0.0
+        self._awp_norm = float(sum(v.norm() ** 2 for v in pert.values()) ** 0.5) if pert else 0.0
         buffers = dict(inner.named_buffers())
 
         def fwd_pert(z: Tensor) -> Tensor:

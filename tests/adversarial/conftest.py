@@ -58,7 +58,7 @@ def batch():
 
 
 def rng_snapshot():
-    return torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate()
+    return torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate()  # noqa: NPY002
 
 
 def rng_equal(a, b) -> bool:
