@@ -215,8 +215,8 @@ Geometry = ParallelBeam | FanBeam
 _LOCK = threading.Lock()
 _NP_CACHE: OrderedDict[Any, sp.csr_matrix] = OrderedDict()
 _T_CACHE: OrderedDict[Any, Tensor] = OrderedDict()
-_MAX_NP = 24
-_MAX_T = 48
+_MAX_NP = 8
+_MAX_T = 16
 
 
 def clear_cache() -> None:
