@@ -10,7 +10,16 @@ import torch
 from robustaug.artifacts import mri as A
 from robustaug.functional.metrics import ssim
 
-CLASSES = [A.Motion, A.Ghosting, A.NyquistGhost, A.Spike, A.Zipper, A.Gibbs, A.Undersampling, A.WrapAround]
+CLASSES = [
+    A.Motion,
+    A.Ghosting,
+    A.NyquistGhost,
+    A.Spike,
+    A.Zipper,
+    A.Gibbs,
+    A.Undersampling,
+    A.WrapAround,
+]
 CASES = [(cls, d) for cls in CLASSES for d in cls.dims]
 IDS = [f"{c.__name__}-{d}d" for c, d in CASES]
 
@@ -74,7 +83,9 @@ def test_gradcheck(cls):
     t(x)
     params = t.last_params
     xg = x.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda z: t.apply(z, params), (xg,), eps=1e-6, atol=1e-5, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda z: t.apply(z, params), (xg,), eps=1e-6, atol=1e-5, fast_mode=True
+    )
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=[c.__name__ for c in CLASSES])

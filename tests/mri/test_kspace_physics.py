@@ -35,7 +35,9 @@ def _closed_form_translation(x, trans_vox, times):
     """Independent closed form with centred FFTs: each k-line takes the phase ramp of its pose."""
     n_pe, n_ro = x.shape[-2:]
     k = fftc(x.to(torch.complex128), dims=(-2, -1))
-    ky = torch.arange(n_pe, dtype=torch.float64) - n_pe // 2  # centred order = linear acquisition order
+    ky = (
+        torch.arange(n_pe, dtype=torch.float64) - n_pe // 2
+    )  # centred order = linear acquisition order
     kx = torch.arange(n_ro, dtype=torch.float64) - n_ro // 2
     t_line = (torch.arange(n_pe, dtype=torch.float64) + 0.5) / n_pe
     out = torch.zeros_like(k)
@@ -52,12 +54,24 @@ def test_motion_translation_matches_closed_form_and_keeps_dc():
     trans_mm = torch.tensor([[[3.0, -2.5], [1.25, 4.0]]], dtype=torch.float64)
     spacing = (0.5, 1.0)
     times = [0.35, 0.7]
-    z = F.motion(x, torch.zeros(1, 2, 1, dtype=torch.float64), trans_mm, torch.tensor([times]),
-                 spacing=spacing, complex_output=True)
+    z = F.motion(
+        x,
+        torch.zeros(1, 2, 1, dtype=torch.float64),
+        trans_mm,
+        torch.tensor([times]),
+        spacing=spacing,
+        complex_output=True,
+    )
     vox = [(3.0 / 0.5, -2.5 / 1.0), (1.25 / 0.5, 4.0 / 1.0)]
     ref = _closed_form_translation(x, vox, times)
     assert (z - ref).abs().max() < 1e-10
-    y = F.motion(x, torch.zeros(1, 2, 1, dtype=torch.float64), trans_mm, torch.tensor([times]), spacing=spacing)
+    y = F.motion(
+        x,
+        torch.zeros(1, 2, 1, dtype=torch.float64),
+        trans_mm,
+        torch.tensor([times]),
+        spacing=spacing,
+    )
     assert torch.allclose(y, ref.abs(), atol=1e-9)
     # DC (k-space centre) preserved
     assert abs(complex(z.sum()) - float(x.sum())) < 1e-8 * float(x.sum())
@@ -103,8 +117,12 @@ def test_motion_moved_energy_fraction_is_met():
     k = torch.fft.fft(x, dim=-2)
     e = (k.abs() ** 2).sum(-1).flatten()  # energy per PE line, unshifted order
     t_line = F.acquisition_times(64)
-    times = F._times_from_energy(e[None], t_line, torch.tensor([0.2], dtype=torch.float64),
-                                 torch.tensor([[0.0]], dtype=torch.float64))
+    times = F._times_from_energy(
+        e[None],
+        t_line,
+        torch.tensor([0.2], dtype=torch.float64),
+        torch.tensor([[0.0]], dtype=torch.float64),
+    )
     moved = float(e[t_line >= times[0, 0]].sum() / e.sum())
     # nearest achievable fraction: within the energy of one line of it
     assert abs(moved - 0.2) <= float(e.max() / e.sum())
@@ -172,7 +190,9 @@ def test_nyquist_ghost_half_fov():
     x = _square(64, 4, 12)
     th = math.radians(20.0)
     y = F.nyquist_ghost(x, th)
-    assert torch.allclose(y[0, 0, 4 + 32 : 12 + 32, 8], torch.full((8,), math.sin(th / 2), dtype=x.dtype))
+    assert torch.allclose(
+        y[0, 0, 4 + 32 : 12 + 32, 8], torch.full((8,), math.sin(th / 2), dtype=x.dtype)
+    )
     assert torch.allclose(y[0, 0, 4:12, 8], torch.full((8,), math.cos(th / 2), dtype=x.dtype))
     assert y[0, 0, 14:34].max() < 1e-12 and y.min() >= 0
     # energy is conserved (unitary modulation)
@@ -188,7 +208,9 @@ def test_spike_stripe_period_and_orientation():
     assert y.min() >= 0
     spec = torch.fft.fft2(y[0, 0] - y.mean()).abs()
     peak = divmod(int(spec.argmax()), n)
-    freqs = {(peak[0] - n if peak[0] > n // 2 else peak[0]), }
+    freqs = {
+        (peak[0] - n if peak[0] > n // 2 else peak[0]),
+    }
     assert {tuple(v if v <= n // 2 else v - n for v in peak)} <= {(4, 8), (-4, -8)}
     assert freqs  # period along k is N/|k|
     period = n / math.hypot(4, 8)
@@ -203,14 +225,22 @@ def test_spike_stripe_period_and_orientation():
 
 def test_spike_amplitude_relative_to_kspace_max():
     x = torch.full((1, 1, 32, 32), 2.0, dtype=torch.float64)
-    y = F.spike(x, torch.tensor([[0.0, 5.0]], dtype=torch.float64), torch.tensor([0.25], dtype=torch.float64))
+    y = F.spike(
+        x,
+        torch.tensor([[0.0, 5.0]], dtype=torch.float64),
+        torch.tensor([0.25], dtype=torch.float64),
+    )
     # |K(0)| = sum x; the spike's image-domain amplitude is 0.25 * mean(x) = 0.5
-    assert math.isclose(float(y.max()), 2.5, rel_tol=1e-9) and math.isclose(float(y.min()), 1.5, rel_tol=1e-9)
+    assert math.isclose(float(y.max()), 2.5, rel_tol=1e-9) and math.isclose(
+        float(y.min()), 1.5, rel_tol=1e-9
+    )
 
 
 def test_zipper_confined_to_one_readout_column():
     x = _head(64)
-    y = F.zipper(x, torch.tensor([[20]]), torch.tensor([[0.5]], dtype=torch.float64), torch.tensor([7]))
+    y = F.zipper(
+        x, torch.tensor([[20]]), torch.tensor([[0.5]], dtype=torch.float64), torch.tensor([7])
+    )
     diff = (y - x).abs()[0, 0]
     energy_per_col = (diff**2).sum(0)
     assert float(energy_per_col[19:22].sum()) >= 0.999 * float(energy_per_col.sum())
