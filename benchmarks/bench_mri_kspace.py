@@ -103,8 +103,8 @@ def main() -> None:
         t(x2)
         t(x32)
         for _ in range(max(3, args.reps2d // 5)):
-            b1.append(_timeit(lambda: t(x2)))
-            b32.append(_timeit(lambda: t(x32), 32))
+            b1.append(_timeit(lambda t=t: t(x2)))
+            b32.append(_timeit(lambda t=t: t(x32), 32))
         res["b32"] = statistics.median(b32)
         res["b1"] = statistics.median(b1)
         rows.append((name, pname, res))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -108,7 +109,7 @@ def test_motion_damage_rises_with_moved_energy():
         y = F.motion(x, rot, tr, rel, moved_energy=torch.tensor([f]))
         dmg.append(1 - float(ssim(x, y, data_range=1.0)))
     # energy is quantised by k-line, so neighbouring fractions may select the same line
-    assert all(b >= a - 1e-6 for a, b in zip(dmg, dmg[1:])), dmg
+    assert all(b >= a - 1e-6 for a, b in itertools.pairwise(dmg)), dmg
     assert dmg[0] < 1e-4 and dmg[-1] > dmg[1] + 0.1, dmg
 
 
