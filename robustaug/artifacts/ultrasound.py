@@ -24,6 +24,7 @@ from ..core.registry import register
 from ..core.rng import sample_seeds
 from ..core.transform import Params, Transform
 from ..functional import ultrasound as F
+from .camera import UnitRangeUint8
 
 __all__ = [
     "AcousticShadow",
@@ -59,7 +60,7 @@ def _phantom_batch(key: str, dims: int, batch: int, size: int) -> Tensor:
     return torch.stack(imgs) if imgs else torch.zeros((0, 1, size, size))
 
 
-class _UltrasoundTransform(Transform):
+class _UltrasoundTransform(UnitRangeUint8, Transform):
     """Shared handling of the value domain and probe geometry (not registered)."""
 
     modality = "ultrasound"
@@ -221,7 +222,7 @@ class Speckle(_UltrasoundTransform):
 
 
 @register
-class LogCompression(Transform):
+class LogCompression(UnitRangeUint8, Transform):
     """Log compression of an envelope to a display B-mode image with a dynamic range in dB.
 
     Scanners map the envelope's large dynamic range onto the display with a logarithm; the
