@@ -111,26 +111,33 @@ def separable_conv(x: Tensor, kernels: Sequence[Tensor | None], mode: str = "ref
     Returns:
         The filtered batch.
     """
-    nd = _spatial(x)
-    b, c = x.shape[:2]
+    _spatial(x)
+    b = x.shape[0]
     y = x
     for axis, k in enumerate(kernels):
         if k is None:
             continue
         r = (k.shape[1] - 1) // 2
-        if r == 0:
+        if r == 0 or b == 0:
             continue
         ax = 2 + axis
         moved = y.movedim(ax, -1)
         shp = moved.shape
-        flat = moved.reshape(1, b * c, -1)
-        n = flat.shape[-1]
+        n = shp[-1]
         pad_mode = mode if (mode != "reflect" or n > r) else "replicate"
-        flat = F.pad(flat, (r, r), mode=pad_mode)
-        w = k.to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, K)
-        out = F.conv1d(flat, w.flip(-1), groups=b * c)
-        y = out.reshape(shp).movedim(-1, ax)
-    del nd
+        w = k.to(device=x.device, dtype=x.dtype).flip(-1)
+        # Every line along the axis is filtered on its own (padding at both of its ends), so no
+        # signal leaks from the end of one line into the next.
+        if bool((w == w[:1]).all()):
+            rows = F.pad(moved.reshape(-1, 1, n), (r, r), mode=pad_mode)
+            out = F.conv1d(rows, w[:1].unsqueeze(1)).reshape(shp)
+        else:
+            per = []
+            for i in range(b):
+                rows = F.pad(moved[i].reshape(-1, 1, n), (r, r), mode=pad_mode)
+                per.append(F.conv1d(rows, w[i : i + 1].unsqueeze(1)).reshape(shp[1:]))
+            out = torch.stack(per)
+        y = out.movedim(-1, ax)
     return y
 
 

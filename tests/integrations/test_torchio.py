@@ -84,12 +84,6 @@ def test_axis_semantics_degraded_axis(is_2d):
         assert (out - data).abs().max() > 0.2  # stripes along the degraded axis are smoothed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="robustaug.functional.generic.separable_conv flattens the non-filtered axes into one "
-    "row, so the 1D blur leaks across row ends (an image constant along the blurred axis changes "
-    "at its borders). Remove this marker when that kernel is fixed.",
-)
 @pytest.mark.parametrize("is_2d", [False, True])
 def test_axis_semantics_other_axes_untouched(is_2d):
     along_w, along_other, w_axis, other_axis = _stripes(is_2d)
