@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default="clean,pgd_at,trades,fgsm_rs,free,free_recipe")
+    ap.add_argument("--out", default=str(HERE), help="folder for adversarial.md / .json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(0)
@@ -228,13 +229,15 @@ def main() -> None:
     meta = {"python": sys.version.split()[0], "torch": torch.__version__,
             "platform": platform.platform(), "processor": platform.processor(),
             "threads": args.threads, "quick": args.quick}
-    (HERE / "adversarial.json").write_text(json.dumps(
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "adversarial.json").write_text(json.dumps(
         {"meta": meta, "results": results, "epoch_cost": cost, "overhead": ov, "audit": aud},
         indent=1))
-    write_md(results, cost, ov, aud, meta)
+    write_md(results, cost, ov, aud, meta, out)
 
 
-def write_md(results, cost, ov, aud, meta) -> None:
+def write_md(results, cost, ov, aud, meta, out: Path = HERE) -> None:
     lines = [
         "# Adversarial benchmark (CPU)",
         "",
@@ -281,7 +284,7 @@ def write_md(results, cost, ov, aud, meta) -> None:
     for k, a in aud.items():
         lines.append(f"| {k} | {a['modes_restored']} | {a['weight_grads_left']} | {a['bn_changed']} | "
                      f"{a['global_rng_changed']} | {a['in_ball_and_range']} |")
-    (HERE / "adversarial.md").write_text("\n".join(lines) + "\n")
+    (out / "adversarial.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
