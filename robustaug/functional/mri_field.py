@@ -27,11 +27,11 @@ __all__ = [
     "FAT_WATER_PPM",
     "GAMMA_BAR_MHZ_PER_T",
     "bias_field",
+    "bspline_eval",
     "bspline_upsample",
     "chemical_shift",
     "chemical_shift_pixels",
     "multicoil_noise",
-    "normalize_log_field",
     "rician_noise",
     "shift_along_axis",
     "slice_profile_matrix",
@@ -282,20 +282,27 @@ def bspline_upsample(coeffs: Tensor, size: Sequence[int]) -> Tensor:
     nd = coeffs.ndim - 2
     if len(size) != nd:
         raise ValueError(f"`size` needs {nd} entries for coefficients {tuple(coeffs.shape)}, got {size}.")
+    mats = [_bspline_matrix(int(n), coeffs.shape[2 + i], coeffs.dtype, coeffs.device)
+            for i, n in enumerate(size)]
+    return _apply_mats(coeffs, mats)
+
+
+def _apply_mats(coeffs: Tensor, mats: Sequence[Tensor]) -> Tensor:
+    nd = len(mats)
     y = coeffs
     shape = list(coeffs.shape)
     # Last axis first (a plain right-multiplication), then the others as left-multiplications so that
     # every intermediate and the output are contiguous.
     for ax in reversed(range(nd)):
         d = 2 + ax
-        w = _bspline_matrix(int(size[ax]), shape[d], coeffs.dtype, coeffs.device)
+        w = mats[ax]
         if ax == nd - 1:
-            y = (y.reshape(-1, shape[d]) @ w.T)
+            y = y.reshape(-1, shape[d]) @ w.T
         else:
             p = math.prod(shape[:d])
             q = math.prod(shape[d + 1:])
             y = w @ y.reshape(p, shape[d], q)
-        shape[d] = int(size[ax])
+        shape[d] = w.shape[0]
         y = y.reshape(shape)
     return y
 
@@ -315,28 +322,30 @@ def smooth_random_field(
 
 
 def bias_field(x: Tensor, log_field: Tensor) -> Tensor:
-    """Multiply by a smooth bias field given as a log-field (full resolution or a low-res control grid).
+    """Multiply by a smooth positive bias field, given at full resolution or by a coarse control grid.
 
     The receive-coil sensitivity (and B1 transmit inhomogeneity) multiplies the true signal by a
-    smooth, positive field ``b = exp(l)``. A low-resolution ``log_field`` is read as cubic B-spline
-    control coefficients and upsampled with :func:`bspline_upsample`. The map is differentiable in
-    both ``x`` and ``log_field``, so the control coefficients can be optimised directly (an
-    adversarial bias field).
+    smooth, positive field. A full-resolution ``log_field`` ``l`` gives ``b = exp(l)``. A coarser
+    ``log_field`` holds the logs ``c`` of positive control values: the field is the cubic B-spline
+    through ``exp(c)`` (:func:`bspline_upsample`), positive and smooth by the B-spline's convex-hull
+    property, and cheap (no full-resolution ``exp``). Both are differentiable in ``x`` and
+    ``log_field``, so the control values can be optimised directly (an adversarial bias field).
 
-    $$ y = x \\cdot \\exp\\big(\\mathcal B(l)\\big) $$
+    $$ y = x \\cdot b,\\quad b = e^{l}\\ \\text{(full resolution)}\\quad\\text{or}\\quad
+    b = \\mathcal B\\big(e^{c}\\big)\\ \\text{(control grid)} $$
 
     Args:
         x: ``(B, C, *spatial)``.
-        log_field: ``(B or 1, 1 or C, *ctrl)`` log-field: the same spatial size as ``x`` (used as is),
-            or a coarser control grid (>= 4 points per axis).
+        log_field: ``(B or 1, 1 or C, *ctrl)``: the same spatial size as ``x``, or a control grid
+            with >= 4 points per axis.
 
     Returns:
         The biased batch.
 
     References:
         Sled, Zijdenbos & Evans, "A nonparametric method for automatic correction of intensity
-        nonuniformity in MRI data (N3)", IEEE TMI 17(1):87-97, 1998; Van Leemput et al., IEEE TMI
-        18(10):885-896, 1999.
+        nonuniformity in MRI data (N3)", IEEE TMI 17(1):87-97, 1998 (smooth B-spline bias fields);
+        Van Leemput et al., IEEE TMI 18(10):885-896, 1999.
     """
     _spatial(x)
     if log_field.ndim != x.ndim:
@@ -345,117 +354,18 @@ def bias_field(x: Tensor, log_field: Tensor) -> Tensor:
             f"got {tuple(log_field.shape)}."
         )
     lf = log_field.to(dtype=x.dtype, device=x.device)
-    if tuple(lf.shape[2:]) != tuple(x.shape[2:]):
-        lf = bspline_upsample(lf, x.shape[2:])
-    return x * torch.exp(lf)
+    if tuple(lf.shape[2:]) == tuple(x.shape[2:]):
+        return x * torch.exp(lf)
+    return x * bspline_upsample(torch.exp(lf), x.shape[2:])
 
 
-def normalize_log_field(
-    log_field: Tensor,
-    peak_to_peak: Tensor | float,
-    mask: Tensor | None = None,
-    *,
-    center: str = "mean",
-    n_bins: int = 1024,
-) -> Tensor:
-    """Affinely rescale a full-resolution log-field so that ``exp`` of it spans a given peak-to-peak.
-
-    Over ``mask`` (the whole field when ``None``) the field ``b = exp(l')`` gets
-    ``max b - min b = peak_to_peak`` exactly (the BrainWeb definition: 20 % INU spans 0.2, e.g.
-    0.90 ... 1.10), centred so that its mean over the region is 1 (``center="mean"``; the mean is
-    estimated from a histogram of ``u`` on at most ~65k voxels, accurate to ~1e-3) or so that its
-    mid-range is 1 (``center="midrange"``, exactly BrainWeb's 0.90 ... 1.10). With
-    ``u = (l - l_min) / (l_max - l_min)`` in [0, 1] over the region:
-
-    $$ l' = a u - \\ln m(a),\\quad \\frac{e^a - 1}{m(a)} = p,\\quad
-    m(a) = \\overline{e^{a u}}\\ (\\text{mean}) \\ \\text{or}\\ \\frac{1 + e^a}{2}\\ (\\text{mid-range}) $$
-
-    The left side is increasing in ``a``; it is solved by bisection. If the mean-centred target is
-    out of reach (``p`` close to 2 with most of the region at the field maximum), the mid-range
-    solution, which exists for every ``p < 2``, is used.
-
-    Args:
-        log_field: ``(B, 1, *spatial)``.
-        peak_to_peak: ``p`` as a fraction (0.2 for 20 %), ``(B,)`` or scalar, in [0, 2).
-        mask: Optional boolean ``(B, 1, *spatial)`` region over which range and mean are measured.
-        center: ``"mean"`` or ``"midrange"``.
-        n_bins: Histogram bins for the mean.
-
-    Returns:
-        The rescaled log-field (a constant field gives ``l' = 0``). Differentiable in ``log_field``
-        through ``l_min``/``l_max`` only (the mean-centring constant is treated as fixed).
-    """
-    if center not in ("mean", "midrange"):
-        raise ValueError(f"`center` must be 'mean' or 'midrange', got {center!r}.")
-    b = log_field.shape[0]
-    flat = log_field.reshape(b, -1)
-    m = None
-    if mask is not None:
-        m = mask.expand_as(log_field).reshape(b, -1)
-        m = m | ~m.any(1, keepdim=True)
-        lmin = torch.where(m, flat, torch.full_like(flat, math.inf)).amin(1)
-        lmax = torch.where(m, flat, torch.full_like(flat, -math.inf)).amax(1)
-    else:
-        lmin, lmax = flat.aminmax(dim=1)
-    p = torch.as_tensor(peak_to_peak, dtype=log_field.dtype, device=log_field.device).expand(b)
-    if bool((p < 0).any()) or bool((p >= 2).any()):
-        raise ValueError("`peak_to_peak` must lie in [0, 2) (a fraction; 0.2 = 20 %).")
-    span = lmax - lmin
-    ok = span > 0
-    safe_span = torch.where(ok, span, torch.ones_like(span))
-    a_mid = torch.log((2.0 + p) / (2.0 - p))
-    log_m_mid = torch.log((1.0 + torch.exp(a_mid)) / 2.0)
-    if center == "midrange":
-        a, log_m = a_mid, log_m_mid
-    else:
-        a, log_m = _solve_mean_centred(flat.detach(), m, lmin.detach(), safe_span.detach(),
-                                       p.detach(), n_bins)
-        bad = ~torch.isfinite(a)
-        a = torch.where(bad, a_mid, a)
-        log_m = torch.where(bad, log_m_mid, log_m)
-    alpha = torch.where(ok, a / safe_span, torch.zeros_like(span))
-    beta = torch.where(ok, -alpha * lmin - log_m, torch.zeros_like(span))
-    view = (-1, *([1] * (log_field.ndim - 1)))
-    return log_field * alpha.reshape(view) + beta.reshape(view)
-
-
-def _solve_mean_centred(
-    flat: Tensor, mask: Tensor | None, lmin: Tensor, span: Tensor, p: Tensor, n_bins: int
-) -> tuple[Tensor, Tensor]:
-    """Solve ``(e^a - 1) / mean(e^{a u}) = p`` per sample on a histogram of ``u``; NaN if unreachable."""
-    b, n = flat.shape
-    stride = max(1, n // 65536)
-    sub = flat[:, ::stride].to(torch.float64)
-    u = ((sub - lmin.to(torch.float64)[:, None]) / span.to(torch.float64)[:, None]).clamp(0.0, 1.0)
-    idx = (u * (n_bins - 1)).round().long()
-    w = torch.ones_like(u) if mask is None else mask[:, ::stride].to(torch.float64)
-    idx = idx + torch.arange(b, device=flat.device)[:, None] * n_bins
-    hist = torch.bincount(idx.reshape(-1), weights=w.reshape(-1), minlength=b * n_bins)
-    hist = hist.reshape(b, n_bins)
-    hist = hist / hist.sum(1, keepdim=True).clamp_min(1e-300)
-    centres = torch.linspace(0.0, 1.0, n_bins, dtype=torch.float64, device=flat.device)
-    target = p.to(torch.float64)
-
-    def ratio(a: Tensor) -> tuple[Tensor, Tensor]:
-        mean = (hist * torch.exp(a[:, None] * centres[None])).sum(1)
-        return torch.expm1(a) / mean, mean
-
-    lo = torch.zeros(b, dtype=torch.float64, device=flat.device)
-    hi = torch.full((b,), 30.0, dtype=torch.float64, device=flat.device)
-    reachable = ratio(hi)[0] >= target
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        above = ratio(mid)[0] >= target
-        hi = torch.where(above, mid, hi)
-        lo = torch.where(above, lo, mid)
-    a = 0.5 * (lo + hi)
-    _, mean = ratio(a)
-    nan = torch.full_like(a, math.nan)
-    # exact ptp for the estimated mean: rescale so that (e^a - 1) / m == p holds exactly
-    mean = torch.where(target > 0, torch.expm1(a) / target.clamp_min(1e-300), torch.ones_like(mean))
-    a = torch.where(reachable, a, nan)
-    dt = flat.dtype
-    return a.to(dt), torch.log(mean).to(dt)
+def bspline_eval(coeffs: Tensor, size: Sequence[int], stride: int = 1) -> Tensor:
+    """:func:`bspline_upsample` evaluated on every ``stride``-th voxel of a ``size`` grid only."""
+    if stride == 1:
+        return bspline_upsample(coeffs, size)
+    mats = [_bspline_matrix(int(n), coeffs.shape[2 + i], coeffs.dtype, coeffs.device)[::stride]
+            for i, n in enumerate(size)]
+    return _apply_mats(coeffs, mats)
 
 
 # ============================================================================= slice profile
