@@ -4,6 +4,7 @@ The flat namespace re-exports the core API and every artifact class, so ``robust
 and ``robustaug.create("GaussianNoise", severity=3)`` both work.
 """
 
+from . import adversarial, data, evaluate, functional, integrations, labelnoise, losses
 from ._version import __version__
 from .artifacts import *  # noqa: F403
 from .artifacts import __all__ as _artifact_names
@@ -28,6 +29,13 @@ __all__ = [
     "SomeOf",
     "Transform",
     "__version__",
+    "adversarial",
+    "data",
+    "evaluate",
+    "functional",
+    "integrations",
+    "labelnoise",
+    "losses",
     "create",
     "get_artifact",
     "list_artifacts",
