@@ -89,12 +89,16 @@ def hed_jitter(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
         than OD 6 are clipped to it).
     """
     _check_rgb(x)
-    m = RUIFROK_HED.to(device=x.device, dtype=x.dtype)
-    c = torch.einsum("bchw,cs->bshw", rgb_to_od(x), torch.linalg.inv(m))
-    a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 3, 1, 1)
-    b = beta.to(device=x.device, dtype=x.dtype).reshape(-1, 3, 1, 1)
-    od = torch.einsum("bshw,sc->bchw", a * c + b, m)
-    return od_to_rgb(od)
+    bsz, _, h, w = x.shape
+    m = RUIFROK_HED.to(device=x.device, dtype=torch.float64)
+    a = alpha.to(device=x.device, dtype=torch.float64).reshape(-1, 3)
+    b = beta.to(device=x.device, dtype=torch.float64).reshape(-1, 3)
+    # One per-sample affine map of OD: od' = od M^-1 diag(a) M + b M (a 1x1 grouped convolution).
+    lin = torch.linalg.inv(m).unsqueeze(0) * a.unsqueeze(1) @ m  # (B, 3, 3): rows in, cols out
+    bias = (b @ m).to(x.dtype).reshape(-1)
+    wgt = lin.transpose(1, 2).reshape(bsz * 3, 3, 1, 1).to(x.dtype)
+    od = torch.nn.functional.conv2d(rgb_to_od(x).reshape(1, bsz * 3, h, w), wgt, bias, groups=bsz)
+    return od_to_rgb(od.reshape(bsz, 3, h, w))
 
 
 def macenko_stain_matrix(
