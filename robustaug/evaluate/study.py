@@ -416,8 +416,10 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
             return m.to(dev).eval()
         m = train_classifier(factory, x_tr, y_tr, epochs=tr_cfg["epochs"], batch_size=tr_cfg["batch_size"],
                              lr=tr_cfg.get("lr", 3e-3), seed=seed, device=dev, **kw)
-        if rank == 0:
-            torch.save(m.state_dict(), path)
+        if rank == 0:  # every rank trains the same model (same seed); rank 0 caches it atomically
+            tmp = path.with_suffix(".tmp")
+            torch.save(m.state_dict(), tmp)
+            os.replace(tmp, path)
         return m
 
     _log("[2/5] training baseline" + (", augmentation" if "augment" in cfg["methods"] else "")
@@ -438,6 +440,8 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
         models["adversarial"] = cached_model(
             "adversarial", adversarial={"eps": adv_cfg["train_eps"], "steps": adv_cfg["train_steps"]})
     timings["training"] = time.time() - t1
+    if world > 1:
+        torch.distributed.barrier()
 
     _log("[3/5] severity sweeps")
     t2 = time.time()
@@ -471,7 +475,9 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
                 notes.append(f"Worst-case comparison for {art} skipped: {e}")
                 break
             if rank == 0:
-                key.write_text(json.dumps(r))
+                tmp = key.with_suffix(".tmp")
+                tmp.write_text(json.dumps(r))
+                os.replace(tmp, key)
             rows += r
     timings["adversarial"] = time.time() - t3
 

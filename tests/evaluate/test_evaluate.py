@@ -253,7 +253,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_distributed_two_gloo_ranks_match_single_process(tmp_path):
     cfg_path = tmp_path / "tiny.json"
-    tiny = {**TINY, "label_noise": {}, "worst_case": []}
+    tiny = {**TINY, "label_noise": {}, "worst_case": [], "severities": [0, 5],
+            "adversarial": {"budgets": [0.02], "steps": 2, "train_steps": 1}}
     cfg_path.write_text(json.dumps(tiny))
     single = tmp_path / "single"
     assert main(["--config", str(cfg_path), "--out", str(single), "--no-progress"]) == 0
