@@ -42,7 +42,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         rl = adv.RobustLoss(model, method="pgd_at", threat=_threat(), seed=0)
         rl(xs, ys).backward()
         if rank == 0:
-            torch.save([p.grad for p in model.module.parameters()], out)
+            torch.save([p.grad.clone() for p in model.module.parameters()], out)
+        # TRADES does two forwards through the DDP wrapper before one backward: must not raise
+        model.zero_grad()
+        adv.RobustLoss(model, method="trades", threat=_threat(), seed=0)(xs, ys).backward()
+        assert all(p.grad is not None for p in model.parameters())
     finally:
         dist.destroy_process_group()
 
