@@ -73,6 +73,19 @@ def _as_batch_map(m: Tensor, x: Tensor, name: str) -> Tensor:
     return t
 
 
+def _dilate(m: Tensor) -> Tensor:
+    """Binary dilation of ``(B, C, *spatial)`` by one voxel along each spatial axis (separable)."""
+    for ax in range(2, m.ndim):
+        n = m.shape[ax]
+        if n < 2:
+            continue
+        out = m.clone()
+        out.narrow(ax, 1, n - 1).logical_or_(m.narrow(ax, 0, n - 1))
+        out.narrow(ax, 0, n - 1).logical_or_(m.narrow(ax, 1, n - 1))
+        m = out
+    return m
+
+
 # ============================================================================= noise
 @register
 class RicianNoise(Transform):
@@ -396,15 +409,13 @@ class BiasField(Transform):
                 lo, hi = flat.amin(1), flat.amax(1)
                 m = xs > bcast(lo + self.foreground_threshold * (hi - lo), xs)
                 if s > 1:  # cover the full-resolution voxels between the samples: dilate by one
-                    pool = torch.nn.functional.max_pool2d if len(size) == 2 else torch.nn.functional.max_pool3d
-                    m = pool(m.to(x.dtype), 3, stride=1, padding=1) > 0
+                    m = _dilate(m)
                 m = m.reshape(b, -1)
                 m = m | ~m.any(1, keepdim=True)
             else:
                 m = torch.ones_like(field, dtype=torch.bool)
-            inf = torch.full_like(field, math.inf)
-            fmin = torch.where(m, field, inf).amin(1)
-            fmax = torch.where(m, field, -inf).amax(1)
+            fmin = field.masked_fill(~m, math.inf).amin(1)
+            fmax = field.masked_fill(~m, -math.inf).amax(1)
             if self.center == "mean":
                 ctr = (field * m).sum(1) / m.sum(1)
             else:
@@ -425,7 +436,9 @@ class BiasField(Transform):
             # (inside the region it is >= 1 - p > 0, so the range is untouched)
             if bool((ctrl < 1e-3).any()):
                 field = field.clamp_min_(1e-3)
-        return x * field
+        if (torch.is_grad_enabled() and x.requires_grad) or field.shape != x.shape:
+            return x * field
+        return field.mul_(x)  # reuse the field's buffer (no second full-size allocation)
 
     def _repr_args(self) -> dict[str, Any]:
         return {"peak_to_peak_percent": self.peak_to_peak_percent, "n_control": self.n_control}

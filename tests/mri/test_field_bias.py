@@ -134,3 +134,11 @@ def test_bias_subsampled_statistics_stay_within_range():
         assert float(brain.max() - brain.min()) <= 0.4
         assert 0.4 * 0.5 <= float(b[fg].max() - b[fg].min()) <= 0.4 * (1 + 1e-3)
         assert abs(float(b[fg].mean()) - 1) < 0.02
+
+
+def test_bias_multichannel_same_field_on_every_channel():
+    x = torch.rand(2, 3, 24, 24) + 0.5
+    y = BiasField(peak_to_peak_percent=30.0, normalize_over="fov", seed=0)(x)
+    ratio = y / x
+    assert torch.allclose(ratio[:, 0], ratio[:, 2], atol=1e-6)
+    assert abs(float(ratio[0].max() - ratio[0].min()) - 0.3) < 1e-5
