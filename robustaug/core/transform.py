@@ -279,14 +279,30 @@ class Transform(SeedMixin, nn.Module):
         """Corrupt ``x``; pass ``params=`` (as recorded in :attr:`last_params`) to replay a draw.
 
         Args:
-            x: Channel-first image or batch (see the class Convention).
+            x: Channel-first image or batch (see the class Convention). A dict is accepted too: its
+                ``"image"`` entry is corrupted and every other entry (masks, labels) passes through
+                untouched; likewise a tuple/list ``(image, *targets)``.
             params: Parameters recorded by an earlier call, as tensors or as from
                 :func:`params_to_json`. Must match the batch size.
             return_params: Also return the parameters used.
 
         Returns:
-            The corrupted tensor (and the params if ``return_params``).
+            The corrupted tensor, or the same structure with the image replaced (and the params if
+            ``return_params``).
         """
+        if isinstance(x, Mapping):
+            if "image" not in x:
+                raise KeyError(
+                    f"A dict sample needs an 'image' entry, got keys {sorted(x)}. Tip: use "
+                    "robustaug.integrations.monai.Dictionary(t, keys=...) for other key names."
+                )
+            y, rec = self.forward(x["image"], params=params, return_params=True)
+            out_d = {**x, "image": y}
+            return (out_d, rec) if return_params else out_d
+        if isinstance(x, (tuple, list)) and x and isinstance(x[0], Tensor):
+            y, rec = self.forward(x[0], params=params, return_params=True)
+            out_s = type(x)([y, *x[1:]]) if isinstance(x, list) else (y, *x[1:])
+            return (out_s, rec) if return_params else out_s
         check_tensor(x, "x")
         _, batched = resolve_layout(x, self.dims, self.spatial_dims, "x")
         xb = x if batched else x.unsqueeze(0)

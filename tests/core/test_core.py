@@ -387,3 +387,19 @@ def test_any_shape_keeps_shape(name, b, c, h, w, severity):
     x = torch.rand(b, c, h, w)
     y = ra.create(name, severity=severity, seed=0)(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_targets_pass_through_untouched():
+    img = torch.rand(2, 1, 16, 16)
+    mask = torch.randint(0, 3, (2, 16, 16))
+    t = ra.GaussianNoise(std=0.1, seed=0)
+    out = t({"image": img, "mask": mask, "label": 1})
+    assert out["mask"] is mask and out["label"] == 1
+    assert not torch.equal(out["image"], img)
+    y, m = t((img, mask))
+    assert m is mask and y.shape == img.shape
+    ref, params = t(img, return_params=True)
+    replay, _ = t({"image": img}, params=params, return_params=True)
+    assert torch.equal(replay["image"], ref)
+    with pytest.raises(KeyError, match="'image' entry"):
+        t({"img": img})
