@@ -605,38 +605,101 @@ class Ghosting(PhysicalThreat):
 
 @dataclass
 class Spike(PhysicalThreat):
-    r"""k-space spike (herringbone): ``K' = K + a * max|K| * e_{k0}``, ``a in [0, amplitude]``.
+    r"""k-space spike (herringbone), with the same parameters as the ``Spike`` artifact.
 
-    ``position`` is the spike's offset from the k-space centre as a fraction of each dim's half-size.
+    Per spike ``s``: amplitude ``A_s`` (relative to ``|K(0)|``) in ``amplitude``, phase
+    ``psi_s in [0, 2 pi]``, distance from the k-space centre ``d_s`` (fraction of Nyquist per axis) in
+    ``distance``, and direction angles (2D: ``a in [0, 2 pi]``; 3D: azimuth ``[0, 2 pi]``, polar
+    ``[0, pi]``); ``k_s = d_s * u(angles) * N/2`` cycles per FOV and
+    ``x' = |x + mean(x) sum_s A_s exp(i (2 pi k_s.r/N + psi_s))|``. This is exactly the set the random
+    ``Spike`` artifact samples from (``from_severity`` reads the artifact built at that severity);
+    its functional kernel ``robustaug.functional.mri.spike`` is used when available.
+
+    Args:
+        amplitude: ``(lo, hi)`` or a scalar (fixed).
+        distance: ``(lo, hi)`` fraction of Nyquist.
+        num_spikes: Number of spikes.
     """
 
-    amplitude: float = 0.1
-    position: Sequence[float] = (0.3, 0.3)
+    amplitude: float | tuple[float, float] = (0.0, 0.2)
+    distance: float | tuple[float, float] = (0.05, 0.6)
+    num_spikes: int = 1
 
     artifact: ClassVar[str] = "Spike"
     severity_table: ClassVar[Mapping[int, Mapping[str, Any]]] = {
-        k: {"amplitude": 0.02 * k} for k in range(1, 6)
+        1: {"amplitude": 0.05}, 2: {"amplitude": 0.1}, 3: {"amplitude": 0.2},
+        4: {"amplitude": 0.35}, 5: {"amplitude": 0.6, "num_spikes": 2},
     }
 
     @classmethod
     def _from_artifact(cls, args: dict[str, Any]) -> dict[str, Any] | None:
-        if "intensity" in args:
-            return {"amplitude": _span(args["intensity"])}
-        return None
+        try:
+            from ..core.registry import get_artifact
+
+            art = get_artifact("Spike")(**args)
+        except (KeyError, TypeError, ValueError):
+            return None
+        kw: dict[str, Any] = {"amplitude": art.intensity, "num_spikes": art.num_spikes}
+        if hasattr(art, "distance"):
+            kw["distance"] = art.distance
+        return kw
+
+    @staticmethod
+    def _lohi(v: Any) -> tuple[float, float]:
+        if isinstance(v, (tuple, list)):
+            return float(v[0]), float(v[1])
+        return float(v), float(v)
 
     def shape(self, x: Tensor) -> tuple[int, ...]:
-        return (x.shape[0], 1)
+        d = x.ndim - 2
+        return (x.shape[0], self.num_spikes, 3 + (d - 1))
 
     def bounds(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return (torch.tensor(0.0, device=x.device), torch.tensor(abs(self.amplitude), device=x.device))
+        d = x.ndim - 2
+        a0, a1 = self._lohi(self.amplitude)
+        d0, d1 = self._lohi(self.distance)
+        lo = [a0, 0.0, d0, 0.0] + ([0.0] if d == 3 else [])
+        hi = [a1, 2 * math.pi, d1, 2 * math.pi] + ([math.pi] if d == 3 else [])
+        return torch.tensor(lo, device=x.device), torch.tensor(hi, device=x.device)
+
+    def zeros(self, x: Tensor) -> Tensor:
+        z = torch.zeros(self.shape(x), dtype=torch.float32, device=x.device)
+        z[..., 2] = self._lohi(self.distance)[0]
+        return z
+
+    def k_vectors(self, x: Tensor, theta: Tensor) -> Tensor:
+        """Spike frequencies ``(N, S, d)`` in cycles per FOV (spatial-dim order)."""
+        d = x.ndim - 2
+        dist = theta[..., 2]
+        if d == 2:
+            u = torch.stack([torch.cos(theta[..., 3]), torch.sin(theta[..., 3])], -1)
+        elif d == 3:
+            az, pol = theta[..., 3], theta[..., 4]
+            u = torch.stack([torch.cos(pol), torch.sin(pol) * torch.cos(az),
+                             torch.sin(pol) * torch.sin(az)], -1)
+        else:
+            raise ValueError(f"Spike supports 2D and 3D inputs, got {d} spatial dims.")
+        half = torch.tensor([n / 2 for n in x.shape[2:]], device=x.device, dtype=torch.float32)
+        return dist.unsqueeze(-1) * u * half
 
     def apply(self, x: Tensor, theta: Tensor, data_range: tuple[float, float] | None) -> Tensor:
-        d = x.ndim - 2
-        pos = list(self.position) + [0.0] * max(0, d - len(self.position))
-        k = _fftn(x)
-        spike = torch.zeros(x.shape[2:], device=x.device)
-        loc = tuple(int(n // 2 + round(p * (n // 2 - 1))) for n, p in zip(x.shape[2:], pos[-d:]))
-        spike[loc] = 1.0
-        kmax = k.abs().flatten(1).amax(1).detach()
-        k = k + _bc(theta[:, 0] * kmax, x) * spike
-        return _clip(_ifftn_abs(k).to(x.dtype), data_range)
+        k = self.k_vectors(x, theta)
+        amp, ph = theta[..., 0], theta[..., 1]
+        try:
+            from ..functional.mri import spike as _spike
+        except ImportError:
+            _spike = None
+        if _spike is not None:
+            y = _spike(x.to(torch.float32), k, amp, ph)
+        else:  # plane-wave formula (no FFT)
+            grids = torch.meshgrid(*[torch.arange(n, device=x.device, dtype=torch.float32)
+                                     for n in x.shape[2:]], indexing="ij")
+            wave = 0
+            for s in range(k.shape[1]):
+                arg = sum(2 * math.pi * _bc(k[:, s, i], x) * grids[i] / x.shape[2 + i]
+                          for i in range(x.ndim - 2)) + _bc(ph[:, s], x)
+                wave = wave + _bc(amp[:, s], x) * torch.polar(torch.ones_like(arg), arg)
+            mean = x.float().flatten(2).mean(2).reshape(*x.shape[:2], *([1] * (x.ndim - 2)))
+            z = x.float() + mean * wave
+            y = torch.sqrt(z.real**2 + z.imag**2 + 1e-12) - 1e-6
+        return _clip(y.to(x.dtype), data_range)

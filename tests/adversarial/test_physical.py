@@ -89,3 +89,26 @@ def test_from_severity_monotone_budgets(cls):
     assert all(t.severity_source.startswith(("builtin", "artifact:")) for t in threats)
     with pytest.raises(ValueError, match="severity"):
         cls.from_severity(0)
+
+
+def test_spike_threat_covers_the_random_artifact_samples():
+    import math
+
+    import robustaug
+
+    if "Spike" not in robustaug.list_artifacts():
+        pytest.skip("Spike artifact not registered")
+    x, _ = _x((64, 1, 16, 16))
+    for k in (1, 3, 5):
+        art = robustaug.create("Spike", severity=k)
+        th = adv.Spike.from_severity(k)
+        assert th.severity_source == "artifact:Spike"
+        p = art.sample_params(x, torch.Generator().manual_seed(k))
+        kv = p["k"].float()  # (B, S, 2) cycles per FOV
+        half = torch.tensor([8.0, 8.0])
+        dist = (kv / half).norm(dim=-1)
+        ang = torch.atan2(kv[..., 1], kv[..., 0]) % (2 * math.pi)
+        theta = torch.stack([p["amplitude"].float(), p["phase"].float(), dist, ang], -1)
+        assert th.contains(theta, x, tol=1e-5)
+        # same image as the artifact for the same parameters
+        assert torch.allclose(th.apply(x, theta, None), art.apply(x, p), atol=1e-4)
