@@ -306,9 +306,9 @@ class BiasField(Transform):
         foreground_threshold: Fraction of the per-sample intensity range defining the foreground.
         center: ``"mean"`` or ``"midrange"`` (see above).
         stats_stride: The range and mean are measured on every ``stats_stride``-th voxel along each
-            axis; ``None`` picks 1 (exact) up to 2^20 voxels and the smallest stride keeping ~2^20
-            samples above (2 for 160x192x160). With a stride > 1 the region is dilated by one
-            sample so that it covers the voxels in between: the range is then within ``p`` over
+            axis; ``None`` picks ``ceil(max(size) / 64)`` (1, i.e. exact, up to 64 voxels per
+            axis; 3 for 160x192x160, 4 for 256x256). With a stride > 1 the region is dilated by
+            one sample so that it covers the voxels in between: the range is then within ``p`` over
             the region (up to a second-order ~1e-3 between samples) and exact over the dilated
             region; pass 1 for an exact range.
         p: Probability of applying, per sample.
@@ -390,10 +390,7 @@ class BiasField(Transform):
     def _stride(self, size: tuple[int, ...]) -> int:
         if self.stats_stride is not None:
             return self.stats_stride
-        numel, s = math.prod(size), 1
-        while numel / s ** len(size) > 2**20:
-            s += 1
-        return s
+        return max(1, math.ceil(max(size) / 64))
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
         size = tuple(x.shape[2:])
@@ -414,8 +411,9 @@ class BiasField(Transform):
                 m = m | ~m.any(1, keepdim=True)
             else:
                 m = torch.ones_like(field, dtype=torch.bool)
-            fmin = field.masked_fill(~m, math.inf).amin(1)
-            fmax = field.masked_fill(~m, -math.inf).amax(1)
+            big = torch.where(m, 0.0, math.inf)
+            fmin = (field + big).amin(1)
+            fmax = (field - big).amax(1)
             if self.center == "mean":
                 ctr = (field * m).sum(1) / m.sum(1)
             else:

@@ -618,6 +618,16 @@ def susceptibility_distortion(
     if fld.ndim != x.ndim or fld.shape[1] != 1:
         raise ValueError(f"`field_hz` must be (B|1, 1, *spatial), got {tuple(field_hz.shape)}.")
     fld = fld.expand(b, 1, *x.shape[2:])
+    per = max(1, x[0].numel())
+    chunk = max(1, 2**18 // per)
+    if b > chunk:  # keep the working set in cache: samples are independent
+        bw = _per_sample(bandwidth_pe_hz, x).reshape(-1)
+        te = None if te_ms is None else _per_sample(te_ms, x).reshape(-1)
+        return torch.cat([
+            susceptibility_distortion(x[i:i + chunk], fld[i:i + chunk], bw[i:i + chunk], pe_axis=pe_axis,
+                                      te_ms=None if te is None else te[i:i + chunk])
+            for i in range(0, b, chunk)
+        ])
     src = x
     if te_ms is not None:
         te = _per_sample(te_ms, x) * 1e-3
