@@ -279,7 +279,7 @@ class LogCompression(UnitRangeUint8, Transform):
 
     def __init__(
         self,
-        dynamic_range_db: float | tuple[float, float] = 60.0,
+        dynamic_range_db: float | tuple[float, float] = (40.0, 80.0),
         *,
         reference: float = 1.0,
         p: float = 1.0,

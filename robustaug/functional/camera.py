@@ -7,9 +7,9 @@ deterministic (noise from recorded seeds) and never write into their input.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.rng import per_sample_noise
@@ -239,34 +239,39 @@ def overlay(x: Tensor, masks: Tensor, color: Tensor, opacity: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- generic
-def pixelate(x: Tensor, block: int, offset: tuple[int, ...] = ()) -> Tensor:
-    """Block-average into ``block``-pixel cells (grid shifted by ``offset``) and repeat back.
+def pixelate(x: Tensor, block: float, phase: Sequence[float] = ()) -> Tensor:
+    """Average over square cells of ``block`` pixels (a grid with phase ``phase``) and fill each cell.
+
+    Pixel ``p`` belongs to cell ``floor((p + phase) / block)`` along each axis, so fractional
+    block sizes and sub-pixel grid phases are allowed (the cells then hold alternately
+    ``floor(block)`` and ``ceil(block)`` pixels, like a box-filtered resize).
 
     Args:
-        x: ``(B, C, *spatial)`` (2 or 3 spatial axes), one block size for the batch.
-        block: Cell edge in pixels (1 = identity).
-        offset: Grid phase per spatial axis in pixels (``0 <= offset < block``).
+        x: ``(B, C, *spatial)`` (2 or 3 spatial axes); one block size and phase for the batch.
+        block: Cell edge in pixels (``<= 1`` is the identity).
+        phase: Grid phase per spatial axis in pixels, in ``[0, block)``.
 
     Returns:
-        The pixelated batch (the mean of each full cell is preserved).
+        The pixelated batch (each cell holds its mean, so the image mean is preserved).
     """
     nd = x.ndim - 2
     if block <= 1:
         return x
-    off = list(offset) if offset else [0] * nd
+    ph = list(phase) if len(phase) else [0.0] * nd
     size = list(x.shape[2:])
-    pads: list[int] = []
-    for o, n in zip(reversed(off), reversed(size)):
-        total = o + n
-        right = (-total) % block
-        pads += [o, right]
-    xp = F.pad(x, pads, mode="replicate") if any(pads) else x
-    pool = F.avg_pool2d if nd == 2 else F.avg_pool3d
-    y = pool(xp, block, stride=block)
-    for ax in range(2, 2 + nd):
-        y = y.repeat_interleave(block, dim=ax)
-    sl = [slice(None), slice(None)] + [slice(o, o + n) for o, n in zip(off, size)]
-    return y[tuple(sl)]
+    ids = None
+    for ax, n in enumerate(size):
+        cell = torch.floor((torch.arange(n, dtype=torch.float64) + ph[ax]) / block).long()
+        cell = cell - cell[0]
+        ids = cell if ids is None else ids.unsqueeze(-1) * (int(cell[-1]) + 1) + cell
+    ids = ids.reshape(-1).to(x.device)
+    n_cells = int(ids.max()) + 1
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    sums = torch.zeros(*flat.shape[:2], n_cells, dtype=x.dtype, device=x.device).index_add(2, ids, flat)
+    counts = torch.zeros(n_cells, dtype=x.dtype, device=x.device).index_add(
+        0, ids, torch.ones_like(ids, dtype=x.dtype)
+    )
+    return (sums / counts).index_select(2, ids).reshape(x.shape)
 
 
 def salt_pepper(x: Tensor, amount: Tensor, salt_fraction: Tensor, low: Tensor, high: Tensor, seeds: Tensor) -> Tensor:
@@ -299,15 +304,23 @@ def salt_pepper(x: Tensor, amount: Tensor, salt_fraction: Tensor, low: Tensor, h
     return torch.where(hot, hi.expand_as(x), y)
 
 
-def quantize(x: Tensor, levels: Tensor) -> Tensor:
-    """Uniform quantisation of [0, 1] to ``levels`` grey levels: ``round(x (L - 1)) / (L - 1)``.
+def quantize(x: Tensor, levels: Tensor, phase: Tensor | None = None) -> Tensor:
+    """Uniform quantisation of [0, 1] to ``levels`` grey levels with an ADC offset ``phase``.
+
+    $$ y = \\frac{\\mathrm{round}(x (L - 1) + \\phi) - \\phi}{L - 1} $$
+
+    clipped to [0, 1]; ``phase`` (a fraction of one step, ``(B,)``) shifts the decision thresholds
+    as a DC offset of the converter does; 0 gives plain rounding.
 
     Args:
         x: ``(B, C, *spatial)`` in [0, 1] (clipped first).
         levels: ``(B,)`` number of levels ``L >= 2`` (``2^bits`` for a bit depth).
+        phase: ``(B,)`` threshold offset in steps, in [0, 1); ``None`` = 0.
 
     Returns:
         The quantised batch.
     """
-    lv = levels.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1))) - 1
-    return torch.round(x.clamp(0.0, 1.0) * lv) / lv
+    shape = (-1, *([1] * (x.ndim - 1)))
+    lv = levels.to(device=x.device, dtype=x.dtype).reshape(shape) - 1
+    ph = 0.0 if phase is None else phase.to(device=x.device, dtype=x.dtype).reshape(shape)
+    return ((torch.round(x.clamp(0.0, 1.0) * lv + ph) - ph) / lv).clamp(0.0, 1.0)

@@ -93,14 +93,21 @@ def test_overlay_font_and_ruler():
 
 def test_pixelate_blocks_and_mean():
     x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
-    y, prm = Pixelate(block=4, seed=0)(x, return_params=True)
+    y, prm = Pixelate(block=4.0, seed=0)(x, return_params=True)
+    assert torch.allclose(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)))
     for i in range(2):
-        oy, ox = prm["offset"][i].tolist()
-        # Full interior cells are constant and keep their mean.
-        cell = y[i, 0, 4 - oy + 4 : 8 - oy + 4, 4 - ox + 4 : 8 - ox + 4]
-        src = x[i, 0, 4 - oy + 4 : 8 - oy + 4, 4 - ox + 4 : 8 - ox + 4]
+        ph = prm["phase"][i].tolist()
+        rows = torch.floor((torch.arange(32) + ph[0]) / 4).long()
+        cols = torch.floor((torch.arange(32) + ph[1]) / 4).long()
+        r0 = int((rows == rows[0] + 2).nonzero()[0])  # a full interior cell
+        c0 = int((cols == cols[0] + 2).nonzero()[0])
+        cell, src = y[i, 0, r0 : r0 + 4, c0 : c0 + 4], x[i, 0, r0 : r0 + 4, c0 : c0 + 4]
         assert torch.allclose(cell, torch.full_like(cell, float(src.mean())))
-    v = Pixelate(block=3, seed=1)(torch.rand(1, 1, 12, 12, 12))
+        assert torch.unique(y[i]).numel() <= 81
+    # Fractional blocks: cells of floor/ceil size; 3D works.
+    yf = Pixelate(block=2.5, seed=1)(torch.rand(1, 1, 20, 20, dtype=torch.float64))
+    assert torch.unique(yf).numel() <= 81
+    v = Pixelate(block=3.0, seed=1)(torch.rand(1, 1, 12, 12, 12))
     assert v.shape == (1, 1, 12, 12, 12)
 
 
@@ -120,12 +127,18 @@ def test_salt_pepper_fraction_and_fresh_masks():
 
 def test_quantization_levels_and_uint8():
     x = torch.linspace(0, 1, 1000, dtype=torch.float64).reshape(1, 1, 10, 100)
-    y, prm = Quantization(bits=3.0)(x, return_params=True)
+    y, prm = Quantization(bits=3.0, random_phase=False)(x, return_params=True)
     assert int(prm["levels"][0]) == 8
     assert torch.unique(y).numel() == 8
     assert float((y - x).abs().max()) <= 0.5 / 7 + 1e-12
+    # A converter offset shifts the thresholds but keeps the step size and the error bound.
+    yp, pp = Quantization(bits=3.0, seed=0)(x, return_params=True)
+    assert 0 < float(pp["phase"][0]) < 1
+    assert float((yp - x).abs().max()) <= 0.5 / 7 + 1e-12
+    steps = torch.unique(yp).diff()
+    assert torch.allclose(steps[1:-1], torch.full_like(steps[1:-1], 1 / 7))
     x8 = (x * 255).round().to(torch.uint8)
-    y8 = Quantization(bits=1.0)(x8)
+    y8 = Quantization(bits=1.0, random_phase=False)(x8)
     assert set(torch.unique(y8).tolist()) == {0, 255}
 
 
