@@ -224,6 +224,8 @@ def clear_cache() -> None:
     with _LOCK:
         _NP_CACHE.clear()
         _T_CACHE.clear()
+        _PLAN_CACHE.clear()
+        _IDX_CACHE.clear()
 
 
 def _np_matrix(key: Any, builder) -> sp.csr_matrix:
@@ -285,6 +287,17 @@ class _SpMM(torch.autograd.Function):
         return at @ g.contiguous(), None, None
 
 
+_MAX_COLS = 16  # right-hand-side columns per sparse product (wider ones fall out of cache on CPU)
+
+
+def _spmm_cols(cols: Tensor, key: Any, builder: Any) -> Tensor:
+    """``A @ cols`` in blocks of at most ``_MAX_COLS`` columns (same result, cache-friendly)."""
+    if cols.shape[1] <= _MAX_COLS:
+        return _SpMM.apply(cols.contiguous(), key, builder)
+    parts = [_SpMM.apply(c.contiguous(), key, builder) for c in cols.split(_MAX_COLS, dim=1)]
+    return torch.cat(parts, dim=1)
+
+
 def _apply_matrix(x: Tensor, key: Any, builder: Any, n_in: int) -> Tensor:
     """Apply a cached sparse matrix to the two trailing axes of ``x`` (batched over the rest)."""
     lead = x.shape[: x.ndim - 2]
@@ -292,7 +305,7 @@ def _apply_matrix(x: Tensor, key: Any, builder: Any, n_in: int) -> Tensor:
     if cols.shape[1] == 0:
         m = _np_matrix(key, builder)
         return x.new_zeros((*lead, m.shape[0]))
-    y = _SpMM.apply(cols, key, builder)
+    y = _spmm_cols(cols, key, builder)
     return y.t().reshape(*lead, -1)
 
 
@@ -451,6 +464,212 @@ def _rebin_builder(g: FanBeam):
     return build
 
 
+
+# ----------------------------------------------------------------------------- dihedral symmetry
+# The square pixel grid is invariant under the 8 symmetries of the square about the rotation
+# centre C = (c, c), c = N // 2. For parallel-beam rays (unit steps ``t`` and bilinear
+# interpolation, or pixel-driven linear interpolation) this gives, exactly:
+#   view theta + 90 deg, channel s  = view theta, channel  s, of the image rotated by -90 deg,
+#   view 90 deg - theta, channel s  = view theta, channel -s, of the transposed image,
+#   view 180 deg - theta, channel s = view theta, channel -s, of the rotated, transposed image,
+# so every view in [0, 180) deg is a view in [0, 45] deg of one of four re-indexed images. The
+# system matrices are built for the base views only (about a quarter of the rows for a uniform
+# scan) and applied to up to four permuted copies of each image as extra right-hand-side columns,
+# which costs little more than one column: a single slice reads a quarter of the matrix.
+# Even N: the rotation about C maps the N x N grid onto rows/cols 1..N, so images are zero-padded
+# to M = 2c + 1 (one extra row and column) before re-indexing.
+
+
+@dataclass(frozen=True)
+class _SymPlan:
+    base: tuple[float, ...]  # base angles in [0, pi/4] (radians)
+    ks: tuple[int, ...]  # image transforms used (0: id, 1: rot, 2: transpose, 3: rot then transpose)
+    m: int  # padded grid edge 2c + 1
+    h: int  # forward base channels s in [-h, h]
+    fwd_index: np.ndarray  # (n_views * n_det,) rows of the (rows * K) forward output
+    bp_index: np.ndarray  # (n_views * (n_det + 2),) rows of the (rows * K) back-projection input
+
+
+_PLAN_CACHE: dict[Any, _SymPlan | None] = {}
+_IDX_CACHE: dict[Any, Tensor] = {}
+
+
+def _sym_plan(g: ParallelBeam) -> _SymPlan | None:
+    """The dihedral-symmetry plan of a parallel geometry (None when it would not pay off)."""
+    with _LOCK:
+        if g in _PLAN_CACHE:
+            return _PLAN_CACHE[g]
+    plan = _make_sym_plan(g)
+    with _LOCK:
+        _PLAN_CACHE[g] = plan
+    return plan
+
+
+def _make_sym_plan(g: ParallelBeam) -> _SymPlan | None:
+    ang = g.angles
+    nv, nd, n = len(ang), g.num_det, g.size
+    if nv < 4 or ang.min() < 0.0 or ang.max() >= math.pi:
+        return None
+    r_max = (n // 2) * (1.0 if g.circle else math.sqrt(2.0))
+    if nd % 2 == 0 and r_max > nd // 2:
+        # pixels beyond the last (guard) channel: back-projection cuts off on one side only,
+        # which the symmetric base matrix cannot reproduce exactly; use the full matrix
+        return None
+    quad = np.clip(np.floor(ang / (math.pi / 4)), 0, 3).astype(int)
+    k_of = np.array([0, 2, 1, 3])[quad]
+    theta = np.select(
+        [quad == 0, quad == 1, quad == 2, quad == 3],
+        [ang, math.pi / 2 - ang, ang - math.pi / 2, math.pi - ang],
+    )
+    keys = np.round(theta * 1e9).astype(np.int64)
+    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    nb = len(uniq)
+    if nb > 0.6 * nv:
+        return None
+    base = tuple(float(t) for t in theta[first])
+    ks = tuple(sorted({int(k) for k in k_of}))
+    slot = {k: i for i, k in enumerate(ks)}
+    kk = np.array([slot[int(k)] for k in k_of])
+    nk = len(ks)
+    flip = k_of >= 2
+    h = nd // 2
+    j = np.arange(nd)[None, :]
+    ch = np.where(flip[:, None], 2 * h - j, j)  # channel in the base sinogram (2h + 1 channels)
+    fwd_index = ((inv[:, None] * (2 * h + 1) + ch) * nk + kk[:, None]).ravel()
+    jj = np.arange(nd + 2)[None, :]
+    chb = np.where(flip[:, None], 2 * h + 2 - jj, jj)  # guarded channels, base has 2h + 3
+    bp_index = ((inv[:, None] * (2 * h + 3) + chb) * nk + kk[:, None]).ravel()
+    return _SymPlan(base, ks, 2 * (n // 2) + 1, h, fwd_index, bp_index)
+
+
+def _index(plan: _SymPlan, which: str, device: torch.device) -> Tensor:
+    key = (id(plan), which, str(device))
+    t = _IDX_CACHE.get(key)
+    if t is None:
+        t = torch.as_tensor(getattr(plan, which), dtype=torch.long, device=device)
+        with _LOCK:
+            if len(_IDX_CACHE) > 64:
+                _IDX_CACHE.clear()
+            _IDX_CACHE[key] = t
+    return t
+
+
+def _img_transform(x: Tensor, k: int) -> Tensor:
+    """``T_k`` on ``(..., M, M)`` images (see the symmetry note above)."""
+    if k == 0:
+        return x
+    if k == 1:
+        return torch.rot90(x, -1, dims=(-2, -1))
+    if k == 2:
+        return x.transpose(-2, -1)
+    return torch.rot90(x, -1, dims=(-2, -1)).transpose(-2, -1)
+
+
+def _img_untransform(y: Tensor, k: int) -> Tensor:
+    """``T_k^{-1}`` (the adjoint, the ``T_k`` are permutations)."""
+    if k == 0:
+        return y
+    if k == 1:
+        return torch.rot90(y, 1, dims=(-2, -1))
+    if k == 2:
+        return y.transpose(-2, -1)
+    return torch.rot90(y.transpose(-2, -1), 1, dims=(-2, -1))
+
+
+def _sym_forward_builder(g: ParallelBeam, plan: _SymPlan):
+    def build() -> sp.csr_matrix:
+        n, m, h, nd = g.size, plan.m, plan.h, g.num_det
+        c = n // 2
+        ang = np.asarray(plan.base)
+        s = np.arange(-h, h + 1)
+        t = np.arange(n) - c if g.circle else np.arange(nd) - nd // 2
+        cos, sin = np.cos(ang)[:, None], np.sin(ang)[:, None]
+        org_c = (c + s[None, :] * cos).ravel()
+        org_r = (c - s[None, :] * sin).ravel()
+        dir_c = np.broadcast_to(sin, (len(ang), len(s))).ravel()
+        dir_r = np.broadcast_to(cos, (len(ang), len(s))).ravel()
+        mat = _bilinear_rays(m, org_c, org_r, dir_c, dir_r, t.astype(np.float64))
+        if g.circle:
+            rr, cc = np.mgrid[:m, :m]
+            keep = ((rr - c) ** 2 + (cc - c) ** 2 <= c**2).ravel().astype(np.float64)
+            mat = (mat @ sp.diags(keep)).tocsr()
+            mat.eliminate_zeros()
+        return mat
+
+    return build
+
+
+def _sym_backproject_builder(g: ParallelBeam, plan: _SymPlan, scale: bool):
+    def build() -> sp.csr_matrix:
+        n, m = g.size, plan.m
+        nb = 2 * plan.h + 3
+        sb = plan.h + 1
+        c = n // 2
+        rr, cc = np.mgrid[:m, :m]
+        xpr, ypr = (rr - c).ravel(), (cc - c).ravel()
+        pix = np.arange(m * m)
+        if g.circle:
+            keep = xpr**2 + ypr**2 <= c**2
+            xpr, ypr, pix = xpr[keep], ypr[keep], pix[keep]
+        w = g.view_weight if scale else 1.0
+        ang = np.asarray(plan.base)
+        t = ypr[None, :] * np.cos(ang)[:, None] - xpr[None, :] * np.sin(ang)[:, None] + sb
+        v = np.broadcast_to(np.arange(len(ang))[:, None], t.shape)
+        p = np.broadcast_to(pix[None, :], t.shape)
+        ok = (t >= 0) & (t <= nb - 1)
+        t, v, p = t[ok], v[ok], p[ok]
+        i0 = np.minimum(np.floor(t).astype(np.int64), nb - 1)
+        f = t - i0
+        mat = sp.coo_matrix(
+            (np.concatenate([(1 - f) * w, f * w]),
+             (np.concatenate([p, p]), np.concatenate([v * nb + i0, v * nb + np.minimum(i0 + 1, nb - 1)]))),
+            shape=(m * m, len(ang) * nb),
+        ).tocsr()
+        mat.sum_duplicates()
+        mat.eliminate_zeros()
+        return mat
+
+    return build
+
+
+def _sym_key(g: ParallelBeam, plan: _SymPlan) -> tuple:
+    return (g.size, g.num_det, g.circle, plan.base)
+
+
+def _forward_sym(x: Tensor, g: ParallelBeam, plan: _SymPlan) -> Tensor:
+    n, m, nk = g.size, plan.m, len(plan.ks)
+    lead = x.shape[:-2]
+    xb = x.reshape(-1, n, n)
+    b = xb.shape[0]
+    if m > n:
+        xb = torch.nn.functional.pad(xb, (0, m - n, 0, m - n))
+    # columns ordered (batch, transform) -> the output rows reshape to (rows * K, B) for free
+    imgs = torch.stack([_img_transform(xb, k) for k in plan.ks], dim=0)  # (K, B, M, M)
+    cols = imgs.permute(2, 3, 1, 0).reshape(m * m, b * nk)
+    key = ("sym_fwd", _sym_key(g, plan))
+    y = _spmm_cols(cols, key, _sym_forward_builder(g, plan))  # (rows, B*K)
+    y = y.reshape(-1, b, nk).transpose(0, 1).reshape(b, -1)  # (B, rows*K)
+    out = y.index_select(1, _index(plan, "fwd_index", x.device))
+    return out.reshape(*lead, g.num_views, g.num_det)
+
+
+def _backproject_sym(q: Tensor, g: ParallelBeam, plan: _SymPlan, scale: bool) -> Tensor:
+    n, m, nk = g.size, plan.m, len(plan.ks)
+    lead = q.shape[:-2]
+    qb = q.reshape(-1, g.num_views * (g.num_det + 2))
+    b = qb.shape[0]
+    rows = len(plan.base) * (2 * plan.h + 3)
+    z = qb.new_zeros(b, rows * nk).index_add(1, _index(plan, "bp_index", q.device), qb)
+    cols = z.reshape(b, rows, nk).permute(1, 2, 0).reshape(rows, nk * b)  # column k * B + b
+    key = ("sym_bp", _sym_key(g, plan), bool(scale), g.view_weight)
+    y = _spmm_cols(cols, key, _sym_backproject_builder(g, plan, scale))  # (M*M, K*B)
+    y = y.t().reshape(nk, b, m, m)
+    out = _img_untransform(y[0], plan.ks[0])
+    for i in range(1, nk):
+        out = out + _img_untransform(y[i], plan.ks[i])
+    return out[:, :n, :n].reshape(*lead, n, n)
+
+
 # ----------------------------------------------------------------------------- public API
 def _check_image(x: Tensor, n: int, name: str = "x") -> None:
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[-1] != n or x.shape[-2] != n:
@@ -481,6 +700,9 @@ def forward_project(x: Tensor, geometry: Geometry) -> Tensor:
     if isinstance(geometry, FanBeam):
         key, builder = ("fan_fwd", geometry), _fan_forward_builder(geometry)
     else:
+        plan = _sym_plan(geometry)
+        if plan is not None and x.numel() > 0:
+            return _forward_sym(x, geometry, plan)
         key, builder = ("par_fwd", geometry), _parallel_forward_builder(geometry)
     y = _apply_matrix(x, key, builder, n * n)
     return y.reshape(*x.shape[:-2], geometry.num_views, geometry.num_det)
@@ -533,9 +755,9 @@ def filter_sinogram(
         raise ValueError(f"`filter` must be one of {FILTERS}, got {filter!r}.")
     nd = geometry.num_det
     size = _padded_size(geometry)
-    h = torch.as_tensor(_fourier_filter(size, filter), dtype=sino.dtype, device=sino.device)
-    spec = torch.fft.fft(sino, n=size, dim=-1) * h
-    q = torch.fft.ifft(spec, dim=-1).real
+    # the filter is real and even, so a real FFT gives the same result at half the cost
+    h = torch.as_tensor(_fourier_filter(size, filter)[: size // 2 + 1], dtype=sino.dtype, device=sino.device)
+    q = torch.fft.irfft(torch.fft.rfft(sino, n=size, dim=-1) * h, n=size, dim=-1)
     if guard:
         return torch.cat([q[..., -1:], q[..., : nd + 1]], dim=-1).to(sino.dtype)
     return q[..., :nd].to(sino.dtype)
@@ -559,6 +781,9 @@ def backproject(sino: Tensor, geometry: ParallelBeam, *, scale: bool = True) -> 
 
 def _backproject_guarded(q: Tensor, geometry: ParallelBeam, scale: bool = True) -> Tensor:
     nv, nd, n = geometry.num_views, geometry.num_det + 2, geometry.size
+    plan = _sym_plan(geometry)
+    if plan is not None and q.numel() > 0:
+        return _backproject_sym(q, geometry, plan, scale)
     key = ("par_bp", geometry, bool(scale))
     y = _apply_matrix(q, key, _parallel_backproject_builder(geometry, scale), nv * nd)
     return y.reshape(*q.shape[:-2], n, n)
