@@ -56,7 +56,7 @@ def phantom_slices(
     rng = np.random.default_rng(seed)
     n_pos = round(n * lesion_fraction)
     labels = np.zeros(n, dtype=np.int64)
-    labels[np.linspace(0, n - 1, n_pos).round().astype(int) if n_pos else []] = 1
+    labels[(np.arange(n_pos) * n) // max(n_pos, 1)] = 1  # spread evenly: every other sample at 50 %
     imgs, masks = [], []
     for i in range(n):
         k = int(rng.integers(1, 4)) if labels[i] else 0
