@@ -163,18 +163,15 @@ class ELR(RobustLoss):
         ce = -(target * logp).sum(1) if soft else -logp.gather(1, target.unsqueeze(1)).squeeze(1)
         index = self._index
         p = logp.exp().clamp(1e-4, 1 - 1e-4)
-        c = self.num_classes
-        per_sample = (index.shape[0], *self.spatial_shape, c)  # rows of logp are (n, *spatial)
         if self.training:
             with torch.no_grad():
                 p_hat = p.detach().float()
-                p_hat = (p_hat / p_hat.sum(1, keepdim=True)).reshape(per_sample).movedim(-1, 1)
+                p_hat = p_hat / p_hat.sum(1, keepdim=True)
                 buf = self.targets
                 buf[index] = self.beta * buf[index] + (1 - self.beta) * p_hat.to(buf.device)
         if self.lam == 0:
             return ce
-        t = self.targets[index].movedim(1, -1).reshape(-1, c)
-        t = t.to(device=logp.device, dtype=logp.dtype).detach()
+        t = self.targets[index].to(device=logp.device, dtype=logp.dtype).detach()
         reg = torch.log(1 - (t * p).sum(1))
         return ce + self.lam * reg
 

@@ -297,6 +297,12 @@ class NGCE(RobustLoss):
         num = -torch.expm1(self.q * logp)  # 1 - p^q
         return self.scale * num / num.sum(1, keepdim=True)
 
+    def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        if soft:
+            return super().element_loss(logp, target, soft)
+        num_y = -torch.expm1(self.q * logp.gather(1, target.unsqueeze(1)).squeeze(1))
+        return self.scale * num_y / (-torch.expm1(self.q * logp)).sum(1)
+
 
 @register_loss("nmae")
 class NMAE(RobustLoss):
@@ -417,6 +423,13 @@ class NNCE(RobustLoss):
         A = -math.log(self.min_prob)
         s = A + torch.clamp(logp, min=-A)
         return self.scale * (1 - s / s.sum(1, keepdim=True))
+
+    def element_loss(self, logp: Tensor, target: Tensor, soft: bool) -> Tensor:
+        if soft:
+            return super().element_loss(logp, target, soft)
+        A = -math.log(self.min_prob)
+        s = A + torch.clamp(logp, min=-A)
+        return self.scale * (1 - s.gather(1, target.unsqueeze(1)).squeeze(1) / s.sum(1))
 
 
 @register_loss("nnfl")
