@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default="clean,pgd_at,trades,fgsm_rs,free,free_recipe")
     ap.add_argument("--out", default=str(HERE), help="folder for adversarial.md / .json")
+    ap.add_argument("--suite", default=None, help="evaluation suite (default: standard; lite with --quick)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(0)
@@ -177,7 +178,7 @@ def main() -> None:
     epochs = 3 if args.quick else 30
     n_eval = 100 if args.quick else len(xte)
     xe, ye = xte[:n_eval], yte[:n_eval]
-    suite = "lite" if args.quick else "standard"
+    suite = args.suite or ("lite" if args.quick else "standard")
     cfg = {
         "clean": {},
         "pgd_at": {"threat": adv.Linf(eps=EPS, steps=7)},
@@ -208,7 +209,7 @@ def main() -> None:
         r.update({"suite": suite, "robust": rep.robust_acc, "per_attack": rep.per_attack,
                   "flags": rep.flags, "eval_wall_s": time.perf_counter() - t1})
         results[name] = r
-        print(name, json.dumps({k: v for k, v in r.items() if k != "per_attack"}), flush=True)
+        print(name, json.dumps(r), flush=True)
         if name == "clean":
             clean_model = model
     # epoch cost, 1 thread, interleaved (clean vs fgsm_rs)
