@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -29,8 +30,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
@@ -107,23 +108,20 @@ def run(quick: bool) -> str:
         "SusceptibilityDistortion": M.SusceptibilityDistortion(max_offset_hz=100.0, seed=0),
     }
     p = peers(3)
-    rows = []
     results: dict[str, dict[str, tuple[float, float]]] = {}
     for label, x in (("3D 1x160x192x160", vol), ("2D 256x256", img)):
         xb = x[None]  # one-sample batch for robustaug
-        xn = x.numpy()
         contest: dict[str, Callable] = {}
         for name, t in ours.items():
-            contest[f"robustaug {name}"] = (lambda t=t: t(xb))
+            contest[f"robustaug {name}"] = (lambda t=t, xb=xb: t(xb))
         for name, t in p.items():
             if name.startswith("MONAI"):
-                contest[name] = (lambda t=t: t(x))
+                contest[name] = (lambda t=t, x=x: t(x))
             else:
                 xt = _as_tio(x)
                 contest[name] = (lambda t=t, xt=xt: t(xt))
-        contest["floor: torch.randn_like"] = lambda: torch.randn_like(x)
-        contest["floor: fftn+ifftn"] = lambda: torch.fft.ifftn(torch.fft.fftn(x))
-        del xn
+        contest["floor: torch.randn_like"] = lambda x=x: torch.randn_like(x)
+        contest["floor: fftn+ifftn"] = lambda x=x: torch.fft.ifftn(torch.fft.fftn(x))
         results[label] = interleaved(contest, reps3 if x.ndim == 4 else reps2)
         print(f"{label}: done", file=sys.stderr)
 
@@ -168,6 +166,7 @@ def run(quick: bool) -> str:
     lines += ["", "## Ratios (peer CPU time / robustaug CPU time)", "",
               "| robustaug | peer | " + " | ".join(results) + " | target |",
               "|---|---|" + "---|" * len(results) + "---|"]
+    missed = []
     for ours_name, peer, target in pairs:
         key = f"robustaug {ours_name}"
         if peer not in names:
@@ -175,6 +174,12 @@ def run(quick: bool) -> str:
         cells = [f"{r[peer][0] / r[key][0]:.1f}x" for r in results.values()]
         tgt = f">= {target}x" if target else "context"
         lines.append(f"| {ours_name} | {peer} | " + " | ".join(cells) + f" | {tgt} |")
+        if target:
+            missed += [f"{ours_name} vs {peer} on {lab} ({r[peer][0] / r[key][0]:.1f}x)"
+                       for lab, r in results.items() if r[peer][0] / r[key][0] < target]
+    lines += ["", "Targets met: all." if not missed else "Targets not met: " + "; ".join(missed) + ".",
+              "Single 256x256 images are dominated by fixed per-call costs (parameter sampling,",
+              "recording, dispatch of a few dozen small ops: ~0.5 ms), which the batch rows amortise."]
     lines += ["", "## Batch of 32 2D images (256x256): per-image cost vs one image alone", "",
               "| robustaug | 1 image (ms) | batch of 32 (ms per image) | ratio |", "|---|---|---|---|"]
     for n, (one, per) in bres.items():
@@ -186,10 +191,8 @@ def run(quick: bool) -> str:
 def _peer_versions() -> str:
     out = []
     for mod in ("monai", "torchio"):
-        try:
+        with contextlib.suppress(ImportError):
             out.append(f"{mod} {__import__(mod).__version__}")
-        except ImportError:  # pragma: no cover
-            pass
     return (", " + ", ".join(out)) if out else ""
 
 

@@ -36,7 +36,6 @@ __all__ = [
     "shift_along_axis",
     "slice_profile_matrix",
     "slice_thickness",
-    "smooth_random_field",
     "susceptibility_distortion",
     "synthetic_g_factor",
 ]
@@ -305,20 +304,6 @@ def _apply_mats(coeffs: Tensor, mats: Sequence[Tensor]) -> Tensor:
         shape[d] = w.shape[0]
         y = y.reshape(shape)
     return y
-
-
-def smooth_random_field(
-    seeds: Tensor, size: Sequence[int], n_control: int = 5, *, dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
-) -> Tensor:
-    """A smooth random field per seed: i.i.d. N(0, 1) B-spline coefficients on an ``n_control`` grid.
-
-    Returns:
-        ``(B, 1, *size)``.
-    """
-    ctrl = per_sample_noise(seeds, (1, *([int(n_control)] * len(size))), device=torch.device(device),
-                            dtype=dtype)
-    return bspline_upsample(ctrl, size)
 
 
 def bias_field(x: Tensor, log_field: Tensor) -> Tensor:
