@@ -102,3 +102,22 @@ def test_base_angles_cover_a_quarter_for_uniform_scans():
     assert max(plan.base) == pytest.approx(math.pi / 4)
     assert plan.ks == (0, 1, 2, 3)
     assert np.all(np.diff(plan.base) > 0)
+
+
+@pytest.mark.parametrize(
+    "g",
+    [
+        R.FanBeam(32, n_views=40, detector="equiangular"),
+        R.FanBeam(33, n_views=36, detector="flat", circle=False),
+        R.FanBeam(20, n_views=42, detector="flat"),  # 42 % 4 != 0: full matrix
+    ],
+    ids=["equiangular-even", "flat-odd-square", "not-quarterable"],
+)
+def test_fan_quarter_matrix_equals_full_matrix(g):
+    n = g.size
+    x = torch.rand(2, 1, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    y = R._apply_matrix(x, ("fan_fwd", g), R._fan_forward_builder(g), n * n)
+    ref = y.reshape(2, 1, g.num_views, g.num_det)
+    out = R.forward_project(x, g)
+    assert out.shape == ref.shape
+    assert float((out - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
