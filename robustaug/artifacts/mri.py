@@ -287,10 +287,11 @@ class Ghosting(Transform):
 
     Convention:
         Any range, 2D/3D, magnitude (>= 0). Records ``amplitude``, ``period`` (k-lines) and
-        ``phase`` (radians, uniform in [0, 2 pi)). :func:`robustaug.functional.mri.ghosting` has
-        exact gradients w.r.t. x, amplitude and phase wherever the complex image is non-zero; the
-        class sets ``differentiable = False`` only because faint ghosts landing on an exactly-zero
-        background make the magnitude non-smooth at the scale of finite-difference checks.
+        ``phase`` (radians, uniform in [0, 2 pi)). Differentiable w.r.t. x, amplitude and phase:
+        the magnitude is :func:`robustaug.functional.mri.soft_magnitude`, exactly ``|z|`` wherever
+        ``|z| >= delta`` and C1-smooth below (within 0.175 ``delta`` of ``|z|`` there), with ``delta`` = 1e-3
+        of the sample's peak rounded to a power of two (1e-3 for a [0, 1] image, a quarter of an
+        8-bit grey level). Plain ``|z|`` has a kink at 0 where faint ghosts meet zero background.
 
     References:
         Wood & Henkelman, "MR image artifacts from periodic motion", Med Phys 12(2):143-151, 1985.
@@ -307,7 +308,7 @@ class Ghosting(Transform):
 
     modality = "mri"
     dims = (2, 3)
-    differentiable = False  # see Convention: |.| is not smooth where ghosts meet zero background
+    differentiable = True  # smooth magnitude below 1e-3 of the peak, see Convention
     severity_table = {
         1: {"amplitude": 0.05},
         2: {"amplitude": 0.1},

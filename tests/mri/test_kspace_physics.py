@@ -329,3 +329,25 @@ def test_wrap_around_conserves_signal_and_folds():
     x[..., 1, :] = 1.0  # outside the central 10-row FOV (rows 5..14)
     y = F.wrap_around(x, 0.5)
     assert float(y[0, 0, 11, 0]) == 1.0 and float(y[0, 0, 1, 0]) == 0.0
+
+
+def test_soft_magnitude_exact_above_delta_smooth_below():
+    r = torch.linspace(0, 3e-3, 301, dtype=torch.float64)
+    m = F.soft_magnitude(r * r, 1e-3)
+    above = r >= 1e-3
+    assert torch.equal(m[above], r[above])
+    below = ~above
+    assert (m[below] <= r[below] + 1e-18).all() and (r - m).max() <= 0.175e-3
+    assert m[0] == 0
+    z = torch.tensor([1e-7, -3e-7, 5e-4, 2e-3], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: F.soft_magnitude(v * v, 1e-3), (z,), eps=1e-6)
+
+
+def test_ghosting_chunked_inference_path_matches_autograd_path():
+    # a volume above the cache-chunk size takes the slab path under no_grad
+    x = phantom((40, 64, 56), seed=2)["image"][None].double()
+    assert x.numel() > F._CHUNK
+    for n in (4.0, 5.0):  # integer (sliced rolls) and fractional (rFFT) shifts
+        fast = F.ghosting(x, 0.5, n, 0.7)
+        slow = F.ghosting(x.clone().requires_grad_(True), 0.5, n, 0.7).detach()
+        assert (fast - slow).abs().max() < 1e-12
