@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 import robustaug as ra
+from robustaug.core.rng import seeded_global_rng
 from robustaug.data.datasets import phantom_slices
 from robustaug.evaluate import severity_sweep
 from robustaug.evaluate.study import SmallCNN
 
 
 def train(x, y, epochs, augment=None, seed=0):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed):  # weight init without touching the caller's RNG
         model = SmallCNN(1, 2)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = nn.CrossEntropyLoss()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
-__all__ = ["SeedMixin", "mix_seeds", "new_generator", "per_sample_noise", "sample_seeds"]
+__all__ = [
+    "SeedMixin",
+    "mix_seeds",
+    "new_generator",
+    "per_sample_noise",
+    "sample_seeds",
+    "seeded_global_rng",
+]
 
 _MASK64 = (1 << 64) - 1
 _MAX_SEED = (1 << 62) - 1
@@ -70,6 +78,27 @@ def per_sample_noise(
         else:
             raise ValueError(f"`kind` must be 'normal' or 'uniform', got {kind!r}.")
     return out
+
+
+@contextmanager
+def seeded_global_rng(seed: int) -> Iterator[None]:
+    """Run a block under ``torch.manual_seed(seed)`` and restore the global RNG completely afterwards.
+
+    For code that can only draw from torch's global RNG (``nn.Module`` weight initialisation). Unlike
+    ``torch.random.fork_rng``, this also restores ``torch.initial_seed()``, which seeded robustaug
+    transforms use to derive their streams, so nothing outside the block can tell it ran.
+    """
+    init = torch.initial_seed()
+    state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.manual_seed(init)
+        torch.set_rng_state(state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 class SeedMixin:

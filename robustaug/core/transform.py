@@ -275,6 +275,7 @@ class Transform(SeedMixin, nn.Module):
         *,
         params: Mapping[str, Any] | None = None,
         return_params: bool = False,
+        generator: torch.Generator | None = None,
     ) -> Tensor | tuple[Tensor, Params]:
         """Corrupt ``x``; pass ``params=`` (as recorded in :attr:`last_params`) to replay a draw.
 
@@ -285,6 +286,8 @@ class Transform(SeedMixin, nn.Module):
             params: Parameters recorded by an earlier call, as tensors or as from
                 :func:`params_to_json`. Must match the batch size.
             return_params: Also return the parameters used.
+            generator: A CPU generator to draw this call's parameters from, overriding ``seed`` and
+                the global RNG (for evaluation loops that must not depend on any process state).
 
         Returns:
             The corrupted tensor, or the same structure with the image replaced (and the params if
@@ -296,18 +299,18 @@ class Transform(SeedMixin, nn.Module):
                     f"A dict sample needs an 'image' entry, got keys {sorted(x)}. Tip: use "
                     "robustaug.integrations.monai.Dictionary(t, keys=...) for other key names."
                 )
-            y, rec = self.forward(x["image"], params=params, return_params=True)
+            y, rec = self.forward(x["image"], params=params, return_params=True, generator=generator)
             out_d = {**x, "image": y}
             return (out_d, rec) if return_params else out_d
         if isinstance(x, (tuple, list)) and x and isinstance(x[0], Tensor):
-            y, rec = self.forward(x[0], params=params, return_params=True)
+            y, rec = self.forward(x[0], params=params, return_params=True, generator=generator)
             out_s = type(x)([y, *x[1:]]) if isinstance(x, list) else (y, *x[1:])
             return (out_s, rec) if return_params else out_s
         check_tensor(x, "x")
         _, batched = resolve_layout(x, self.dims, self.spatial_dims, "x")
         xb = x if batched else x.unsqueeze(0)
         xc = xb.to(_compute_dtype(xb.dtype))
-        y, rec = self._run(xc, params, None)
+        y, rec = self._run(xc, params, generator)
         self.last_params = rec
         if y is xb:
             y = y.clone()

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.registry import create, get_artifact, list_artifacts
-from ..core.rng import mix_seeds
+from ..core.rng import mix_seeds, new_generator, seeded_global_rng
 from .report import RobustnessReport
 from .runner import dist_info
 from .sweeps import adversarial_sweep, label_noise_sweep, severity_sweep, worst_case_vs_average
@@ -318,8 +318,8 @@ def train_classifier(
     """Train a classifier with Adam; the global RNG state is left unchanged.
 
     Args:
-        factory: Builds a fresh model (its init runs inside ``torch.random.fork_rng`` seeded by
-            ``seed``).
+        factory: Builds a fresh model (its init runs under ``seeded_global_rng(seed)``, which
+            restores the global RNG and ``torch.initial_seed()`` afterwards).
         x: Training images.
         y: Training labels.
         epochs: Epochs.
@@ -339,8 +339,7 @@ def train_classifier(
     from .. import losses as L
 
     dev = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed):
         model = factory().to(dev)
     crit: nn.Module = nn.CrossEntropyLoss() if loss == "ce" else L.robust_loss(loss)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -349,6 +348,7 @@ def train_classifier(
         opt, lambda i: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * i / max(steps_total, 1)))).item()
     )
     g = torch.Generator().manual_seed(seed)
+    g_aug = new_generator(mix_seeds(seed, 17))
     lo, hi = float(x.min()), float(x.max())
     step = 0
     for _ in range(epochs):
@@ -358,7 +358,7 @@ def train_classifier(
             idx = perm[i : i + batch_size]
             xb, yb = x[idx].to(dev), y[idx].to(dev)
             if augment is not None:
-                xb = augment(xb)
+                xb = augment(xb, generator=g_aug)
             if adversarial is not None:
                 xb = adv.perturb(model, xb.clamp(lo, hi), yb,
                                  threat=adv.Linf(eps=adversarial["eps"], steps=adversarial["steps"]),
@@ -618,12 +618,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         torch.set_num_threads(args.threads)
     started = _init_distributed()
+    rank = dist_info()[0]
     try:
         report = run_study(cfg, args.out, progress=not args.no_progress)
     finally:
         if started:
             torch.distributed.destroy_process_group()
-    if dist_info()[0] == 0:
+    if rank == 0:
         print("\n".join(["", "Findings:", *[f"- {f}" for f in report.findings()], "",
                          f"Report written to {Path(args.out) / 'report.html'}"]))
     return 0

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.registry import create
-from ..core.rng import mix_seeds
+from ..core.rng import mix_seeds, new_generator
 from ..core.transform import Transform
 from .aggregate import _nanmean
 from .metrics import METRICS, bootstrap_ci, dice_per_class
@@ -93,10 +93,12 @@ def predict(
     transform: Transform | None = None,
     batch_size: int = 128,
     device: str | torch.device | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Softmax probabilities of ``model`` on ``x`` (optionally corrupted by ``transform`` on device).
 
-    The model's training flag is restored afterwards.
+    The model's training flag is restored afterwards. With ``generator`` the transform's draws come
+    from it alone, so results do not depend on any global or process state.
 
     Returns:
         ``(N, C, ...)`` float32 probabilities on the CPU.
@@ -109,7 +111,7 @@ def predict(
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(dev, non_blocking=True)
             if transform is not None:
-                xb = transform(xb)
+                xb = transform(xb, generator=generator)
             out.append(torch.softmax(model(xb).float(), dim=1).cpu())
     finally:
         model.train(was_training)
@@ -233,7 +235,8 @@ def severity_sweep(
             for d in range(draws):
                 sd = mix_seeds(seed, zlib.crc32(name.encode()), s, d)
                 t = _artifact(specs[name], s, sd)
-                probs.append(predict(model, x, transform=t, batch_size=batch_size, device=device))
+                probs.append(predict(model, x, transform=t, batch_size=batch_size, device=device,
+                                     generator=new_generator(sd)))
         base = {"kind": "severity", "model": model_name, "artifact": name, "severity": s}
         return _score_rows(probs, y, task, metrics, num_classes, base, seed)
 
@@ -357,11 +360,12 @@ def worst_case_vs_average(
         data_range = (float(x.min()), float(x.max()))
     acc_avg, rms = [], []
     for d in range(draws):
-        t = create(artifact, severity=severity, seed=mix_seeds(seed, zlib.crc32(artifact.encode()), severity, d))
+        sd = mix_seeds(seed, zlib.crc32(artifact.encode()), severity, d)
+        t, g = create(artifact, severity=severity, seed=sd), new_generator(sd)
         correct = []
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(dev)
-            xa = t(xb)
+            xa = t(xb, generator=g)
             rms.append(((xa - xb).float().pow(2).flatten(1).mean(1)).sqrt().cpu())
             with torch.no_grad():
                 was = model.training

@@ -21,6 +21,7 @@ from scipy import ndimage
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
+from ..core.rng import seeded_global_rng
 from ._common import LabelNoiseWarning, from_numpy_like, to_numpy
 
 __all__ = [
@@ -164,7 +165,7 @@ def out_of_fold_probs(
     Args:
         model_factory: Returns a fresh ``nn.Module`` producing logits ``(B, C)``. Seed its weights
             yourself if you need bit-reproducibility (e.g. ``torch.Generator`` in init) - the factory is
-            called inside ``torch.random.fork_rng`` seeded with ``(seed, fold)``, so the global RNG state is
+            called inside ``seeded_global_rng`` seeded with ``(seed, fold)``, so the global RNG state is
             restored afterwards.
         dataset: Map-style dataset of ``(x, y)`` tuples or dicts (``"image"``/``"x"``, ``"label"``).
         k: Number of folds.
@@ -193,13 +194,11 @@ def out_of_fold_probs(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="out-of-fold folds")
-    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
     for f in it:
         tr = np.flatnonzero(folds != f).tolist()
         te = np.flatnonzero(folds == f).tolist()
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, f]).generate_state(1)[0]))
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(np.random.SeedSequence([seed, f, 1]).generate_state(1)[0]))
+        with seeded_global_rng(int(np.random.SeedSequence([seed, f, 1]).generate_state(1)[0])):
             model = model_factory()
             train_fn(model, Subset(dataset, tr), g)
             p = _predict(model, Subset(dataset, te), batch_size, device)

@@ -403,3 +403,27 @@ def test_targets_pass_through_untouched():
     assert torch.equal(replay["image"], ref)
     with pytest.raises(KeyError, match="'image' entry"):
         t({"img": img})
+
+
+def test_seeded_global_rng_restores_everything():
+    from robustaug.core.rng import seeded_global_rng
+
+    torch.manual_seed(123)
+    torch.rand(3)
+    init, state = torch.initial_seed(), torch.get_rng_state()
+    with seeded_global_rng(7):
+        a = torch.rand(2)
+        assert torch.initial_seed() == 7
+    assert torch.initial_seed() == init and torch.equal(torch.get_rng_state(), state)
+    with seeded_global_rng(7):
+        assert torch.equal(torch.rand(2), a)
+
+
+def test_explicit_generator_overrides_seed_and_process_state():
+    x = torch.zeros(2, 1, 8, 8)
+    t = ra.GaussianNoise(std=1.0, seed=5)
+    torch.manual_seed(1)
+    a = t(x, generator=torch.Generator().manual_seed(9))
+    torch.manual_seed(2)  # changes initial_seed(), which re-derives the seeded stream...
+    b = t(x, generator=torch.Generator().manual_seed(9))  # ...but not an explicit generator's
+    assert torch.equal(a, b)

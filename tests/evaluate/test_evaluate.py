@@ -291,3 +291,13 @@ def test_builtin_dataset_is_deterministic():
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
     assert (a["mask"].flatten(1).any(1).long() == a["label"]).all()
     assert np.isclose(float(a["label"].float().mean()), 0.5)
+
+
+def test_severity_sweep_independent_of_global_seed():
+    x = torch.rand(16, 1, 16, 16)
+    y = (x.flatten(1).mean(1) > 0.5).long()
+    torch.manual_seed(1)
+    a = severity_sweep(_Brightness(), (x, y), ["GaussianNoise"], [3], ["accuracy"], seed=3)
+    torch.manual_seed(2)
+    b = severity_sweep(_Brightness(), (x, y), ["GaussianNoise"], [3], ["accuracy"], seed=3)
+    assert a == b
