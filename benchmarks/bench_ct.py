@@ -2,7 +2,8 @@
 
 Pipeline per slice: 256x256 Shepp-Logan, 180 views: forward projection, transmission noise
 (Poisson I0 = 1e4 + Gaussian electronic noise sigma_e^2 = 10, log), ramp FBP.
-Also reports the per-slice cost for a batch of 16 and the accuracy against scikit-image.
+Also reports the per-slice cost for batches of 4 and 16, the one-off matrix build, the memory
+of the cached matrices, the machine load, and the accuracy against scikit-image.
 
 Run: ``python benchmarks/bench_ct.py [--repeats 7] [--json out.json]``
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -63,17 +65,28 @@ def main() -> None:
     g = R.ParallelBeam(n, n_views=a.views)
     x1 = torch.tensor(img, dtype=torch.float32)[None, None]
     x16 = x1.repeat(16, 1, 1, 1)
+    x4 = x1.repeat(4, 1, 1, 1)
+    load0 = os.getloadavg()[0]
+    R.clear_cache()
     t0 = time.perf_counter()
     torch_pipeline(x1, g, torch.Generator().manual_seed(0))  # builds and caches the matrices
     build = time.perf_counter() - t0
+    nnz = sum(int(m.nnz) for m in R._NP_CACHE.values())
+    mem = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in R._NP_CACHE.values())
+    mem += sum(
+        t.values().nbytes + t.col_indices().nbytes + t.crow_indices().nbytes for t in R._T_CACHE.values()
+    )
     rng = np.random.default_rng(0)
     t_sk = median_time(lambda: skimage_pipeline(img, theta, rng), a.repeats)
     gen = torch.Generator().manual_seed(0)
     t_one = median_time(lambda: torch_pipeline(x1, g, gen), a.repeats)
+    t_b4 = median_time(lambda: torch_pipeline(x4, g, gen), a.repeats) / 4
     t_b16 = median_time(lambda: torch_pipeline(x16, g, gen), max(3, a.repeats // 2)) / 16
     t_fp = median_time(lambda: R.forward_project(x1, g), a.repeats)
     s1 = R.forward_project(x1, g)
     t_fbp = median_time(lambda: R.fbp(s1, g), a.repeats)
+    t_sk_radon = median_time(lambda: radon(img, theta, circle=True), max(3, a.repeats // 2))
+    load1 = os.getloadavg()[0]
     # accuracy (float64) against scikit-image inside the reconstruction circle
     sk_s = radon(img, theta, circle=True)
     ra_s = R.forward_project(torch.tensor(img)[None, None], g)[0, 0].numpy().T
@@ -90,7 +103,13 @@ def main() -> None:
         "skimage_ms": 1e3 * t_sk,
         "robustaug_ms": 1e3 * t_one,
         "speedup": t_sk / t_one,
+        "robustaug_batch4_ms_per_slice": 1e3 * t_b4,
         "robustaug_batch16_ms_per_slice": 1e3 * t_b16,
+        "skimage_radon_only_ms": 1e3 * t_sk_radon,
+        "matrix_nnz": nnz,
+        "matrix_cache_mb": mem / 2**20,
+        "load_average_1min": [load0, load1],
+        "cpu_count": os.cpu_count(),
         "forward_ms": 1e3 * t_fp,
         "fbp_ms": 1e3 * t_fbp,
         "matrix_build_s": build,
@@ -102,9 +121,14 @@ def main() -> None:
     print("|---|---|")
     print(f"| scikit-image radon + noise + iradon | {res['skimage_ms']:.1f} |")
     print(f"| robustaug forward + noise + FBP (B=1) | {res['robustaug_ms']:.1f} ({res['speedup']:.1f}x faster) |")
+    print(f"| robustaug, batch of 4 | {res['robustaug_batch4_ms_per_slice']:.1f} per slice |")
     print(f"| robustaug, batch of 16 | {res['robustaug_batch16_ms_per_slice']:.1f} per slice |")
-    print(f"| robustaug forward only / FBP only | {res['forward_ms']:.1f} / {res['fbp_ms']:.1f} |")
+    print(f"| robustaug forward only / FBP only (B=1) | {res['forward_ms']:.1f} / {res['fbp_ms']:.1f} |")
+    print(f"| scikit-image radon only | {res['skimage_radon_only_ms']:.1f} |")
     print(f"| one-off matrix build (cached per geometry) | {1e3 * build:.0f} |")
+    print(f"\ncached matrices: {nnz / 1e6:.1f} M non-zeros, {res['matrix_cache_mb']:.0f} MB "
+          f"(scipy float64 + torch float32); load average {load0:.1f} -> {load1:.1f} "
+          f"on {os.cpu_count()} CPUs")
     print(f"\nsinogram rel. RMSE vs skimage: {acc_s:.2e}; FBP rel. RMSE in circle: {acc_r:.2e}")
     if a.json:
         with open(a.json, "w") as f:
