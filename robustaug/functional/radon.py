@@ -1,9 +1,19 @@
 """A fast, differentiable 2D X-ray projector: parallel and fan beam, forward projection and FBP.
 
-The projector is a precomputed sparse system matrix per geometry (cached), applied with one sparse
-matrix product per batch, so a batch of slices costs no more per slice than one slice and the same
-code runs on any device (CPU, CUDA). Gradients flow through both operators (their adjoints are the
-transposed matrices, built lazily on the first backward pass).
+The projector is a precomputed sparse system matrix per geometry (cached), applied with sparse
+matrix products over the whole batch, so a batch of slices costs no more per slice than one slice
+and the same code runs on any device (CPU, CUDA). Gradients flow through both operators (their
+adjoints are the transposed matrices, built lazily on the first backward pass).
+
+The matrices exploit the symmetries of the square pixel grid: a parallel-beam view at
+``theta + 90``, ``90 - theta`` or ``180 - theta`` degrees is a view at ``theta`` of the rotated
+and/or transposed image (with the detector reversed for the reflections), and a fan-beam view at
+``beta + 90 k`` degrees is a view at ``beta`` of the image rotated by ``-90 k`` degrees. Only the
+views in ``[0, 45]`` degrees (parallel) or the first quarter turn (fan) are stored, about a quarter
+of the full matrix, and each image enters as up to four re-indexed copies (extra right-hand-side
+columns, almost free in a sparse product). The results are identical to the full matrices (to
+rounding); geometries without the symmetry (irregular angles, a truncating detector) use the full
+matrix.
 
 Conventions (the same as scikit-image's ``radon``/``iradon`` so results can be compared directly):
 
