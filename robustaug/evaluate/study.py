@@ -83,7 +83,7 @@ _KNOWN_KEYS = set(DEFAULT_CONFIG) | {"out", "quick"}
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(v, dict) and v and isinstance(out.get(k), dict):  # {} or null disables a section
             out[k] = _merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)

@@ -301,3 +301,10 @@ def test_severity_sweep_independent_of_global_seed():
     torch.manual_seed(2)
     b = severity_sweep(_Brightness(), (x, y), ["GaussianNoise"], [3], ["accuracy"], seed=3)
     assert a == b
+
+
+def test_empty_section_disables_it(tmp_path):
+    cfg = load_config(_write(tmp_path, "label_noise: {}\nworst_case: []\n"))
+    assert cfg["label_noise"] == {} and cfg["worst_case"] == []
+    cfg = load_config(_write(tmp_path, "label_noise:\n  rates: [0.2]\n"))
+    assert cfg["label_noise"]["rates"] == [0.2] and cfg["label_noise"]["losses"]  # merged over defaults
