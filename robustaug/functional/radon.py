@@ -500,6 +500,7 @@ class _SymPlan:
     h: int  # forward base channels s in [-h, h]
     fwd_index: np.ndarray  # (n_views * n_det,) rows of the (rows * K) forward output
     bp_index: np.ndarray  # (n_views * (n_det + 2),) rows of the (rows * K) back-projection input
+    bp_gather: np.ndarray | None  # inverse of bp_index (source or the zero slot), None if not 1-1
 
 
 _PLAN_CACHE: dict[Any, _SymPlan | None] = {}
@@ -554,7 +555,12 @@ def _make_sym_plan(g: ParallelBeam) -> _SymPlan | None:
     jj = np.arange(nd + 2)[None, :]
     chb = np.where(flip[:, None], 2 * h + 2 - jj, jj)  # guarded channels, base has 2h + 3
     bp_index = ((inv[:, None] * (2 * h + 3) + chb) * nk + kk[:, None]).ravel()
-    return _SymPlan(base, ks, 2 * (n // 2) + 1, h, fwd_index, bp_index)
+    n_rows = nb * (2 * h + 3) * nk
+    gather = None
+    if len(np.unique(bp_index)) == len(bp_index):  # distinct views: a gather (deterministic on GPU)
+        gather = np.full(n_rows, len(bp_index), dtype=np.int64)
+        gather[bp_index] = np.arange(len(bp_index))
+    return _SymPlan(base, ks, 2 * (n // 2) + 1, h, fwd_index, bp_index, gather)
 
 
 def _index(plan: _SymPlan, which: str, device: torch.device) -> Tensor:
@@ -691,7 +697,10 @@ def _backproject_sym(q: Tensor, g: ParallelBeam, plan: _SymPlan, scale: bool) ->
     qb = q.reshape(-1, g.num_views * (g.num_det + 2))
     b = qb.shape[0]
     rows = len(plan.base) * (2 * plan.h + 3)
-    z = qb.new_zeros(b, rows * nk).index_add(1, _index(plan, "bp_index", q.device), qb)
+    if plan.bp_gather is not None:
+        z = torch.cat([qb, qb.new_zeros(b, 1)], dim=1).index_select(1, _index(plan, "bp_gather", q.device))
+    else:  # repeated view angles: sum them
+        z = qb.new_zeros(b, rows * nk).index_add(1, _index(plan, "bp_index", q.device), qb)
     cols = z.reshape(b, rows, nk).permute(1, 2, 0).reshape(rows, nk * b)  # column k * B + b
     key = ("sym_bp", _sym_key(g, plan), bool(scale), g.view_weight)
     y = _spmm_cols(cols, key, _sym_backproject_builder(g, plan, scale))  # (M*M, K*B)
@@ -729,13 +738,15 @@ def forward_project(x: Tensor, geometry: Geometry) -> Tensor:
     """
     n = geometry.size
     _check_image(x, n)
+    if x.numel() == 0:
+        return x.new_zeros((*x.shape[:-2], geometry.num_views, geometry.num_det))
     if isinstance(geometry, FanBeam):
-        if geometry.num_views % 4 == 0 and x.numel() > 0:
+        if geometry.num_views % 4 == 0:
             return _forward_fan_quarter(x, geometry)
         key, builder = ("fan_fwd", geometry), _fan_forward_builder(geometry)
     else:
         plan = _sym_plan(geometry)
-        if plan is not None and x.numel() > 0:
+        if plan is not None:
             return _forward_sym(x, geometry, plan)
         key, builder = ("par_fwd", geometry), _parallel_forward_builder(geometry)
     y = _apply_matrix(x, key, builder, n * n)
@@ -815,8 +826,10 @@ def backproject(sino: Tensor, geometry: ParallelBeam, *, scale: bool = True) -> 
 
 def _backproject_guarded(q: Tensor, geometry: ParallelBeam, scale: bool = True) -> Tensor:
     nv, nd, n = geometry.num_views, geometry.num_det + 2, geometry.size
+    if q.numel() == 0:
+        return q.new_zeros((*q.shape[:-2], n, n))
     plan = _sym_plan(geometry)
-    if plan is not None and q.numel() > 0:
+    if plan is not None:
         return _backproject_sym(q, geometry, plan, scale)
     key = ("par_bp", geometry, bool(scale))
     y = _apply_matrix(q, key, _parallel_backproject_builder(geometry, scale), nv * nd)
@@ -850,6 +863,10 @@ def fbp(sino: Tensor, geometry: Geometry, filter: str = "ramp", view_weights: Te
         sino = rebin_fan_to_parallel(sino, geometry)
         geometry = geometry.parallel()
     _check_sino(sino, geometry.num_views, geometry.num_det)
+    if filter not in FILTERS:
+        raise ValueError(f"`filter` must be one of {FILTERS}, got {filter!r}.")
+    if sino.numel() == 0:
+        return sino.new_zeros((*sino.shape[:-2], geometry.size, geometry.size))
     q = filter_sinogram(sino, geometry, filter, guard=True)
     if view_weights is not None:
         q = q * view_weights.to(device=q.device, dtype=q.dtype).unsqueeze(-1)

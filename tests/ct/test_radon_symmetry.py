@@ -121,3 +121,19 @@ def test_fan_quarter_matrix_equals_full_matrix(g):
     out = R.forward_project(x, g)
     assert out.shape == ref.shape
     assert float((out - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
+
+
+def test_repeated_angles_use_the_summing_path_and_distinct_use_a_gather():
+    assert R._sym_plan(GEOMS[-1]).bp_gather is None  # 90 degrees twice
+    assert R._sym_plan(GEOMS[0]).bp_gather is not None
+
+
+def test_empty_batch_needs_no_matrix():
+    R.clear_cache()
+    g = R.ParallelBeam(40, n_views=20)
+    s = R.forward_project(torch.zeros(0, 1, 40, 40), g)
+    assert s.shape == (0, 1, 20, 40)
+    assert R.fbp(s, g).shape == (0, 1, 40, 40)
+    fg = R.FanBeam(40, n_views=24)
+    assert R.forward_project(torch.zeros(0, 40, 40), fg).shape == (0, 24, fg.num_det)
+    assert len(R._NP_CACHE) == 0
