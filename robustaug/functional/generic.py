@@ -111,7 +111,7 @@ def separable_conv(x: Tensor, kernels: Sequence[Tensor | None], mode: str = "ref
     Returns:
         The filtered batch.
     """
-    _spatial(x)
+    nd = _spatial(x)
     b = x.shape[0]
     y = x
     for axis, k in enumerate(kernels):
@@ -121,24 +121,53 @@ def separable_conv(x: Tensor, kernels: Sequence[Tensor | None], mode: str = "ref
         if r == 0 or b == 0:
             continue
         ax = 2 + axis
-        moved = y.movedim(ax, -1)
-        shp = moved.shape
-        n = shp[-1]
+        n = y.shape[ax]
         pad_mode = mode if (mode != "reflect" or n > r) else "replicate"
         w = k.to(device=x.device, dtype=x.dtype).flip(-1)
-        # Every line along the axis is filtered on its own (padding at both of its ends), so no
-        # signal leaks from the end of one line into the next.
+        if k.requires_grad:
+            y = _conv_axis_conv1d(y, w, ax, r, pad_mode)
+            continue
+        # Each line along the axis is padded at its own two ends (no leakage between lines) and
+        # filtered by shift-and-add of the padded slab: K fused passes, no movedim copies.
         if bool((w == w[:1]).all()):
-            rows = F.pad(moved.reshape(-1, 1, n), (r, r), mode=pad_mode)
-            out = F.conv1d(rows, w[:1].unsqueeze(1)).reshape(shp)
+            y = _conv_axis_shift_add(y, w[0], ax, r, pad_mode, nd)
         else:
-            per = []
-            for i in range(b):
-                rows = F.pad(moved[i].reshape(-1, 1, n), (r, r), mode=pad_mode)
-                per.append(F.conv1d(rows, w[i : i + 1].unsqueeze(1)).reshape(shp[1:]))
-            out = torch.stack(per)
-        y = out.movedim(-1, ax)
+            y = torch.cat(
+                [_conv_axis_shift_add(y[i : i + 1], w[i], ax, r, pad_mode, nd) for i in range(b)]
+            )
     return y
+
+
+def _conv_axis_shift_add(y: Tensor, w: Tensor, ax: int, r: int, pad_mode: str, nd: int) -> Tensor:
+    """``out[i] = sum_j w[j] pad(y)[i + j]`` along tensor dim ``ax`` (cross-correlation)."""
+    n = y.shape[ax]
+    pads = [0] * (2 * nd)
+    pos = 2 * (y.ndim - 1 - ax)
+    pads[pos] = pads[pos + 1] = r
+    yp = F.pad(y, pads, mode=pad_mode)
+    wl = w.tolist()
+    symmetric = all(wl[j] == wl[-1 - j] for j in range(r))
+    out = yp.narrow(ax, r, n) * wl[r]
+    for j in range(r):
+        if symmetric:
+            out.add_(yp.narrow(ax, j, n) + yp.narrow(ax, 2 * r - j, n), alpha=wl[j])
+        else:
+            out.add_(yp.narrow(ax, j, n), alpha=wl[j])
+            out.add_(yp.narrow(ax, 2 * r - j, n), alpha=wl[2 * r - j])
+    return out
+
+
+def _conv_axis_conv1d(y: Tensor, w: Tensor, ax: int, r: int, pad_mode: str) -> Tensor:
+    """Differentiable (w.r.t. the kernels) per-sample conv1d along tensor dim ``ax``."""
+    b = y.shape[0]
+    moved = y.movedim(ax, -1)
+    shp = moved.shape
+    n = shp[-1]
+    per = []
+    for i in range(b):
+        rows = F.pad(moved[i].reshape(-1, 1, n), (r, r), mode=pad_mode)
+        per.append(F.conv1d(rows, w[i : i + 1].unsqueeze(1)).reshape(shp[1:]))
+    return torch.stack(per).movedim(-1, ax)
 
 
 def gaussian_blur(
