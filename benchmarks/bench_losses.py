@@ -323,7 +323,7 @@ def main(argv=None) -> None:
     if args.only in (None, "overhead"):
         res = overhead(args.reps)
         out["overhead"] = res
-        print(f"## Overhead: fwd+bwd time / F.cross_entropy (median of {args.reps} interleaved blocks of 5)\n")
+        print(f"## Overhead: fwd+bwd / F.cross_entropy (median of {args.reps} blocks of 5)\n")
         print(overhead_table(res))
     print(f"\n_{meta}_")
     if args.json:
