@@ -1,6 +1,6 @@
 """Train on noisy labels with a noise-robust loss: a one-line change in a plain PyTorch loop.
 
-    python examples/robust_loss.py            # 40 % symmetric noise on sklearn digits, ~1-2 min CPU
+    python examples/robust_loss.py            # 40 % symmetric noise on digits, 120 epochs (minutes)
     python examples/robust_loss.py --quick    # 20 epochs (about a minute of CPU time)
 
 The loop is ordinary PyTorch; the only change is the criterion:
