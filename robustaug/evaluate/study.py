@@ -328,8 +328,9 @@ def train_classifier(
         seed: Seed of the init, the shuffling and any augmentation/attack.
         loss: ``"ce"`` or a :func:`robustaug.losses.robust_loss` name.
         augment: A robustaug Transform applied to each training batch (artifact augmentation).
-        adversarial: ``{"eps", "steps"}`` for PGD adversarial training (Madry et al., ICLR 2018):
-            each batch is replaced by its L-inf PGD example, generated with BatchNorm in eval mode.
+        adversarial: ``{"eps", "steps"[, "method"]}``: adversarial training with
+            :class:`robustaug.adversarial.RobustLoss` (default ``"pgd_at"``, Madry et al., ICLR 2018:
+            the loss on the batch's L-inf PGD examples, generated with BatchNorm in eval mode).
         device: Training device.
 
     Returns:
@@ -350,7 +351,11 @@ def train_classifier(
     g = torch.Generator().manual_seed(seed)
     g_aug = new_generator(mix_seeds(seed, 17))
     lo, hi = float(x.min()), float(x.max())
-    step = 0
+    robust = None
+    if adversarial is not None:
+        robust = adv.RobustLoss(model, crit, method=adversarial.get("method", "pgd_at"),
+                                threat=adv.Linf(eps=adversarial["eps"], steps=adversarial["steps"]),
+                                data_range=(lo, hi), seed=seed)
     for _ in range(epochs):
         model.train()
         perm = torch.randperm(len(x), generator=g)
@@ -359,16 +364,11 @@ def train_classifier(
             xb, yb = x[idx].to(dev), y[idx].to(dev)
             if augment is not None:
                 xb = augment(xb, generator=g_aug)
-            if adversarial is not None:
-                xb = adv.perturb(model, xb.clamp(lo, hi), yb,
-                                 threat=adv.Linf(eps=adversarial["eps"], steps=adversarial["steps"]),
-                                 attack="pgd", data_range=(lo, hi), seed=mix_seeds(seed, step))
-            out = crit(model(xb), yb)
+            out = robust(xb.clamp(lo, hi), yb) if robust is not None else crit(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             out.backward()
             opt.step()
             sched.step()
-            step += 1
     model.eval()
     return model
 
