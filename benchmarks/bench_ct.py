@@ -72,10 +72,14 @@ def main() -> None:
     torch_pipeline(x1, g, torch.Generator().manual_seed(0))  # builds and caches the matrices
     build = time.perf_counter() - t0
     nnz = sum(int(m.nnz) for m in R._NP_CACHE.values())
-    mem = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in R._NP_CACHE.values())
-    mem += sum(
-        t.values().nbytes + t.col_indices().nbytes + t.crow_indices().nbytes for t in R._T_CACHE.values()
-    )
+    buffers = {}  # distinct memory blocks (torch shares index arrays with scipy on the CPU)
+    for m in R._NP_CACHE.values():
+        for arr in (m.data, m.indices, m.indptr):
+            buffers[arr.__array_interface__["data"][0]] = arr.nbytes
+    for t in R._T_CACHE.values():
+        for arr in (t.values(), t.col_indices(), t.crow_indices()):
+            buffers[arr.data_ptr()] = arr.nbytes
+    mem = sum(buffers.values())
     rng = np.random.default_rng(0)
     t_sk = median_time(lambda: skimage_pipeline(img, theta, rng), a.repeats)
     gen = torch.Generator().manual_seed(0)

@@ -273,9 +273,11 @@ def _torch_matrix(key: Any, builder, dtype: torch.dtype, device: torch.device, t
 
 
 def _make_csr(m: sp.csr_matrix, idx_dtype: torch.dtype, dtype: torch.dtype, device: torch.device) -> Tensor:
+    # on the CPU the index arrays (and float64 values) share memory with the cached scipy matrix
+    np_idx = np.int32 if idx_dtype == torch.int32 else np.int64
     return torch.sparse_csr_tensor(
-        torch.from_numpy(m.indptr.astype(np.int64)).to(idx_dtype),
-        torch.from_numpy(m.indices.astype(np.int64)).to(idx_dtype),
+        torch.from_numpy(np.ascontiguousarray(m.indptr, dtype=np_idx)),
+        torch.from_numpy(np.ascontiguousarray(m.indices, dtype=np_idx)),
         torch.from_numpy(m.data).to(dtype),
         size=m.shape,
         check_invariants=False,
