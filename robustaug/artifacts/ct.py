@@ -204,7 +204,9 @@ class SparseView(_CTTransform):
 
     Args:
         views: Number of acquired views over 180 degrees (int, or ``(lo, hi)`` drawn uniformly
-            as an integer per sample).
+            as an integer per sample). The default, 16-36 views, is sparse enough to streak at
+            every image size down to 24 px (whose full scan has 38 views); requests at or above
+            the full scan's ``n_views`` reproduce the full scan.
         fov_mm, n_views, filter, axis, reconstruct, domain, mu_water: Scan settings (``n_views``
             is the full scan the sparse one is compared with).
         p, seed, spatial_dims: See :class:`~robustaug.core.transform.Transform`.
@@ -235,7 +237,7 @@ class SparseView(_CTTransform):
     differentiable = True
     severity_table = {1: {"views": 120}, 2: {"views": 90}, 3: {"views": 60}, 4: {"views": 45}, 5: {"views": 30}}
 
-    def __init__(self, views: int | tuple[int, int] = (30, 120), **kwargs: Any) -> None:
+    def __init__(self, views: int | tuple[int, int] = (16, 36), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         lo, hi = check_range(views, "views", low=1, high=4096)
         self.views = (int(lo), int(hi))

@@ -252,27 +252,36 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_distributed_two_gloo_ranks_match_single_process(tmp_path):
+    """Both runs in fresh processes (same thread count), so only the split across ranks differs."""
     cfg_path = tmp_path / "tiny.json"
     tiny = {**TINY, "label_noise": {}, "worst_case": [], "severities": [0, 5],
             "adversarial": {"budgets": [0.02], "steps": 2, "train_steps": 1}}
     cfg_path.write_text(json.dumps(tiny))
-    single = tmp_path / "single"
-    assert main(["--config", str(cfg_path), "--out", str(single), "--no-progress"]) == 0
-    dist = tmp_path / "dist"
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
-           "ROBUSTAUG_BACKEND": "gloo"}
-    code = (
-        "import sys; from robustaug.evaluate.study import main; "
-        f"sys.exit(main(['--config', {str(cfg_path)!r}, '--out', {str(dist)!r}, '--no-progress']))"
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
-             for r in range(2)]
-    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+
+    def launch(out, rank=None, port=None):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env.pop("WORLD_SIZE", None)
+        if rank is not None:
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                       LOCAL_RANK=str(rank), ROBUSTAUG_BACKEND="gloo")
+        code = (
+            "import sys, torch; torch.set_num_threads(1); from robustaug.evaluate.study import main; "
+            f"sys.exit(main(['--config', {str(cfg_path)!r}, '--out', {str(out)!r}, '--no-progress']))"
+        )
+        return subprocess.Popen([sys.executable, "-c", code], env=env)
+
+    single, dist = tmp_path / "single", tmp_path / "dist"
+    assert launch(single).wait(timeout=900) == 0
+    port = _free_port()
+    procs = [launch(dist, r, port) for r in range(2)]
+    assert [p.wait(timeout=900) for p in procs] == [0, 0]
     a = json.loads((single / "results.json").read_text())
     b = json.loads((dist / "results.json").read_text())
-    assert b["meta"]["world size"] == 2
+    assert a["meta"]["world size"] == 1 and b["meta"]["world size"] == 2
     for section in ("severity", "adversarial"):
         assert a[section] == b[section]
+    # each rank computed part of the grid and appended it to its own cache file
+    assert (dist / "cache" / "cells.jsonl.rank0").exists() and (dist / "cache" / "cells.jsonl.rank1").exists()
 
 
 @pytest.mark.slow
