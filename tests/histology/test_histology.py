@@ -116,8 +116,12 @@ def test_jpeg_quality_psnr(channels):
     if channels == 1:
         x = x.mean(1, keepdim=True)
     p = {q: float(psnr(JPEGCompression(quality=q)(x), x).mean()) for q in (100, 75, 40, 10, 2)}
+    assert p[100] > 40  # default "auto" codes quality >= 90 without chroma subsampling
     full = JPEGCompression(quality=100.0, subsampling="4:4:4")(x)
     assert float(psnr(full, x).min()) > 40
+    sub = JPEGCompression(quality=100.0, subsampling="4:2:0")(x)
+    if channels == 3:  # chroma subsampling loses colour detail
+        assert float(psnr(sub, x).mean()) < float(psnr(full, x).mean())
     if channels == 1:
         assert p[100] > 40  # no chroma: subsampling is irrelevant
     qs = sorted(p, reverse=True)
