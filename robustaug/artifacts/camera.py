@@ -8,8 +8,7 @@ as 0..255 = [0, 1] and returned as uint8. The generic completions :class:`Pixela
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -32,26 +31,15 @@ __all__ = [
 
 
 class UnitRangeUint8:
-    """Mixin for [0, 1]-domain transforms: ``uint8`` input is scaled to [0, 1] and back.
+    """Mixin for [0, 1]-domain transforms: ``uint8`` input is read as 0..255 = [0, 1] and back.
 
     The base Transform computes integer inputs in float32 at their raw values; transforms whose
-    model assumes [0, 1] intensities (transmission, display values) read 0..255 as [0, 1] instead,
-    and round the result back to uint8.
+    model assumes [0, 1] intensities (transmission, display values) set
+    :attr:`~robustaug.core.transform.Transform.uint8_unit_range` so 0..255 is read as [0, 1] and
+    the result is rounded back to uint8.
     """
 
-    def forward(
-        self,
-        x: Tensor,
-        *,
-        params: Mapping[str, Any] | None = None,
-        return_params: bool = False,
-    ):
-        if isinstance(x, Tensor) and x.dtype == torch.uint8:
-            out = super().forward(x.to(torch.float32) / 255.0, params=params, return_params=True)  # type: ignore[misc]
-            y, rec = out
-            y8 = (y * 255.0).round().clamp(0, 255).to(torch.uint8)
-            return (y8, rec) if return_params else y8
-        return super().forward(x, params=params, return_params=return_params)  # type: ignore[misc]
+    uint8_unit_range: ClassVar[bool] = True
 
 
 def _fundus(dims: int, batch: int, size: int) -> Tensor:

@@ -135,6 +135,8 @@ class Transform(SeedMixin, nn.Module):
     dims: ClassVar[tuple[int, ...]] = (2, 3)
     differentiable: ClassVar[bool] = False
     severity_table: ClassVar[Mapping[int, Mapping[str, Any]]] = {}
+    #: Read ``uint8`` input as 0..255 = [0, 1] (display/transmission-domain models) instead of raw values.
+    uint8_unit_range: ClassVar[bool] = False
 
     def __init__(
         self, *, p: float = 1.0, seed: int | None = None, spatial_dims: int | None = None
@@ -309,9 +311,14 @@ class Transform(SeedMixin, nn.Module):
         check_tensor(x, "x")
         _, batched = resolve_layout(x, self.dims, self.spatial_dims, "x")
         xb = x if batched else x.unsqueeze(0)
+        unit = self.uint8_unit_range and x.dtype == torch.uint8
         xc = xb.to(_compute_dtype(xb.dtype))
+        if unit:
+            xc = xc / 255.0
         y, rec = self._run(xc, params, generator)
         self.last_params = rec
+        if unit:
+            y = y * 255.0
         if y is xb:
             y = y.clone()
         y = _cast_back(y, x.dtype)
