@@ -21,6 +21,7 @@ Usage::
     python benchmarks/bench_losses.py                  # accuracy + overhead (a few minutes)
     python benchmarks/bench_losses.py --epochs 20      # quick smoke run
     python benchmarks/bench_losses.py --only overhead --json out.json
+    python benchmarks/bench_losses.py --overhead-only --losses nfl focal --reps 5
 """
 
 from __future__ import annotations
@@ -227,14 +228,14 @@ def accuracy_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def overhead(reps: int = 15, block: int = 5) -> dict:
+def overhead(reps: int = 15, block: int = 5, only: list[str] | None = None) -> dict:
     """Median over interleaved repetitions of time(loss fwd+bwd) / time(F.cross_entropy fwd+bwd).
 
     Each repetition times a block of ``block`` consecutive calls of F.cross_entropy, then of the
     loss, on the same (cloned) logits, and records the ratio.
     """
     shapes = {"(4096, 100)": (4096, 100), "(8, 4, 128, 128)": (8, 4, 128, 128)}
-    names = [n for n in list_losses() if n != "elr"]
+    names = [n for n in list_losses() if n != "elr" and (not only or n in only)]
     g = torch.Generator().manual_seed(0)
     res: dict = {}
     for label, shape in shapes.items():
@@ -293,10 +294,16 @@ def main(argv=None) -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--only", choices=["accuracy", "overhead"], default=None)
+    ap.add_argument(
+        "--overhead-only", action="store_true", help="same as --only overhead"
+    )
+    ap.add_argument("--losses", nargs="*", default=None, help="overhead: only these losses")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--json", default=None, help="write raw results here")
     args = ap.parse_args(argv)
+    if args.overhead_only:
+        args.only = "overhead"
     torch.set_num_threads(args.threads)
     meta = {
         "python": sys.version.split()[0],
@@ -321,7 +328,7 @@ def main(argv=None) -> None:
         print(accuracy_tables(results))
         print()
     if args.only in (None, "overhead"):
-        res = overhead(args.reps)
+        res = overhead(args.reps, only=args.losses)
         out["overhead"] = res
         print(f"## Overhead: fwd+bwd / F.cross_entropy (median of {args.reps} blocks of 5)\n")
         print(overhead_table(res))

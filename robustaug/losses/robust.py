@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._common import RobustLoss, log1m_softmax, one_minus_p, register_loss
+from ._common import RobustLoss, gather_column, log1m_softmax, one_minus_p, register_loss
 
 __all__ = [
     "AEL",
@@ -60,6 +60,36 @@ def _focal_class_losses(logp: Tensor, gamma: float) -> Tensor:
     return -torch.exp(gamma * log1m_softmax(logp)) * logp
 
 
+def _one_minus_p_dense(p: Tensor) -> Tensor:
+    """``1 - p_k`` for every class, accurate also for the dominant class (``1 - p_max`` is the sum
+    of the other probabilities, summed without cancellation)."""
+    top = p.argmax(1, keepdim=True)
+    rest = p.scatter(1, top, 0.0).sum(1, keepdim=True)
+    return torch.rsub(p, 1.0).scatter_(1, top, rest)
+
+
+def _one_minus_p_label(p: Tensor, y: Tensor) -> Tensor:
+    """``1 - p_y`` as the sum of the other classes' probabilities (no cancellation at p_y -> 1)."""
+    return p.scatter(1, y.unsqueeze(1), 0.0).sum(1)
+
+
+def _focal_and_derivative(
+    u: Tensor, p: Tensor, logp: Tensor, gamma: float
+) -> tuple[Tensor, Tensor]:
+    """``FL = -u^gamma log p`` and ``dFL/dlog p = u^gamma (gamma p log p / u - 1)`` (``u = 1 - p``).
+
+    ``log p / u`` is bounded (-> -1 as ``u -> 0``); where ``u`` underflows to 0, ``log p`` is 0 too
+    and the clamped quotient gives the limit ``dFL/dlog p = 0`` (``u^gamma = 0``) for ``gamma > 0``.
+    """
+    if gamma == 0:
+        return -logp, -torch.ones_like(logp)
+    ug = u.pow(gamma)
+    fl = -ug * logp
+    ratio = logp / u.clamp_min(torch.finfo(u.dtype).tiny)
+    d = ug * (gamma * p * ratio - 1)
+    return fl, d
+
+
 @register_loss("ce", "cross_entropy")
 class CrossEntropy(RobustLoss):
     """Cross-entropy ``-log p_y`` (baseline; memorises label noise).
@@ -74,6 +104,9 @@ class CrossEntropy(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return -logp
+
+    def _column(self, s: Tensor) -> tuple[Tensor, float]:
+        return -s, -1.0
 
 
 @register_loss("gce", "lq")
@@ -104,6 +137,10 @@ class GCE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return -torch.expm1(self.q * logp) / self.q
 
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        pq = torch.exp(self.q * s)
+        return (1 - pq) / self.q, -pq
+
 
 @register_loss("truncated_gce", "truncated_lq")
 class TruncatedGCE(GCE):
@@ -132,6 +169,12 @@ class TruncatedGCE(GCE):
         cap = (1 - self.k**self.q) / self.q
         return torch.clamp(lq, max=cap)
 
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        lq, d = super()._column(s)
+        cap = (1 - self.k**self.q) / self.q
+        keep = lq <= cap  # torch.clamp passes the gradient where the value is not clipped
+        return torch.clamp(lq, max=cap), d * keep
+
 
 @register_loss("mae")
 class MAE(RobustLoss):
@@ -154,6 +197,9 @@ class MAE(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * one_minus_p(logp)
+
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        return self.scale * one_minus_p(s), -self.scale * s.exp()
 
 
 @register_loss("rce")
@@ -178,6 +224,9 @@ class RCE(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return -self.A * one_minus_p(logp)
+
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        return -self.A * one_minus_p(s), self.A * s.exp()
 
 
 @register_loss("sce")
@@ -206,6 +255,10 @@ class SCE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.alpha * (-logp) + self.beta * (-self.A) * one_minus_p(logp)
 
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        ell = self.alpha * (-s) + self.beta * (-self.A) * one_minus_p(s)
+        return ell, self.beta * self.A * s.exp() - self.alpha
+
 
 @register_loss("nce")
 class NCE(RobustLoss):
@@ -229,6 +282,12 @@ class NCE(RobustLoss):
         nl_y = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
         return self.scale * nl_y / (-logp).sum(1)
 
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        # L = f_y / S with f = -log p, S = sum_k f_k: dL/dlog p_k = (L - [k = y]) / S
+        S = (lse - z).sum(1)
+        L = (lse.squeeze(1) - gather_column(z, y)) / S
+        return self.scale * L, [(None, self.scale * L / S, z.shape[1])], [(y, -self.scale / S)]
+
 
 @register_loss("focal")
 class FocalLoss(RobustLoss):
@@ -250,6 +309,11 @@ class FocalLoss(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return _focal_class_losses(logp, self.gamma)
+
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        s = gather_column(z, y) - lse.squeeze(1)
+        fl, d = _focal_and_derivative(_one_minus_p_label(p, y), gather_column(p, y), s, self.gamma)
+        return fl, [], [(y, d)]
 
 
 @register_loss("nfl")
@@ -275,6 +339,19 @@ class NFL(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         fl = _focal_class_losses(logp, self.gamma)
         return self.scale * fl / fl.sum(1, keepdim=True)
+
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        # L = f_y / S, f = FL, S = sum_k f_k: dL/dlog p_k = ([k = y] f'_y - L f'_k) / S
+        logp = z - lse
+        fl, d = _focal_and_derivative(_one_minus_p_dense(p), p, logp, self.gamma)
+        S = fl.sum(1)
+        L = gather_column(fl, y) / S
+        k = self.scale / S
+        return (
+            self.scale * L,
+            [(d, -k * L, d.sum(1))],
+            [(y, k * gather_column(d, y))],
+        )
 
 
 @register_loss("ngce")
@@ -303,6 +380,21 @@ class NGCE(RobustLoss):
         num_y = -torch.expm1(self.q * logp.gather(1, target.unsqueeze(1)).squeeze(1))
         return self.scale * num_y / (-torch.expm1(self.q * logp)).sum(1)
 
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        # f_k = 1 - p_k^q, f'_k = -q p_k^q, S = C - sum_k p_k^q
+        q = self.q
+        pq = p.pow(q)
+        spq = pq.sum(1)
+        S = z.shape[1] - spq
+        s = gather_column(z, y) - lse.squeeze(1)
+        L = -torch.expm1(q * s) / S
+        k = self.scale / S
+        return (
+            self.scale * L,
+            [(pq, k * L * q, spq)],
+            [(y, -k * q * gather_column(pq, y))],
+        )
+
 
 @register_loss("nmae")
 class NMAE(RobustLoss):
@@ -312,12 +404,19 @@ class NMAE(RobustLoss):
         Ma et al., ICML 2020.
     """
 
+    pointwise = True
+
     def __init__(self, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.scale = _pos("scale", scale)
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * one_minus_p(logp) / (logp.shape[1] - 1)
+
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        s = gather_column(z, y) - lse.squeeze(1)
+        k = self.scale / (z.shape[1] - 1)
+        return k * one_minus_p(s), [], [(y, -k * s.exp())]
 
 
 @register_loss("agce")
@@ -345,6 +444,12 @@ class AGCE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         p = logp.exp()
         return self.scale * ((self.a + 1) ** self.q - (self.a + p) ** self.q) / self.q
+
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        p = s.exp()
+        apq1 = (self.a + p) ** (self.q - 1)
+        ell = self.scale * ((self.a + 1) ** self.q - apq1 * (self.a + p)) / self.q
+        return ell, -self.scale * apq1 * p
 
 
 @register_loss("aul")
@@ -375,6 +480,12 @@ class AUL(RobustLoss):
         p = logp.exp()
         return self.scale * ((self.a - p) ** self.q - (self.a - 1) ** self.q) / self.q
 
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        p = s.exp()
+        apq1 = (self.a - p) ** (self.q - 1)
+        ell = self.scale * (apq1 * (self.a - p) - (self.a - 1) ** self.q) / self.q
+        return ell, -self.scale * apq1 * p
+
 
 @register_loss("ael")
 class AEL(RobustLoss):
@@ -396,6 +507,11 @@ class AEL(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * torch.exp(-logp.exp() / self.a)
+
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        p = s.exp()
+        ell = self.scale * torch.exp(-p / self.a)
+        return ell, -ell * p / self.a
 
 
 @register_loss("nnce")
@@ -431,6 +547,21 @@ class NNCE(RobustLoss):
         s = A + torch.clamp(logp, min=-A)
         return self.scale * (1 - s.gather(1, target.unsqueeze(1)).squeeze(1) / s.sum(1))
 
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        # L = 1 - f_y / S, f_k = A + max(log p_k, -A), f'_k = [log p_k >= -A]
+        A = -math.log(self.min_prob)
+        logp = z - lse
+        f = torch.clamp(logp, min=-A).add_(A)
+        live = (logp >= -A).to(z.dtype)
+        S = f.sum(1)
+        fy = gather_column(f, y)
+        k = self.scale / S
+        return (
+            self.scale * (1 - fy / S),
+            [(live, k * fy / S, live.sum(1))],
+            [(y, -k * gather_column(live, y))],
+        )
+
 
 @register_loss("nnfl")
 class NNFL(RobustLoss):
@@ -460,6 +591,25 @@ class NNFL(RobustLoss):
         fl = _focal_class_losses(torch.clamp(logp, min=-A), self.gamma)
         s = A - fl
         return self.scale * (1 - s / s.sum(1, keepdim=True))
+
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
+        A = -math.log(self.min_prob)
+        logp = z - lse
+        live = logp >= -A
+        lc = torch.clamp(logp, min=-A)
+        pc = p.clamp_min(self.min_prob)
+        fl, d = _focal_and_derivative(_one_minus_p_dense(pc), pc, lc, self.gamma)
+        f = torch.rsub(fl, A)
+        df = -d * live
+        S = f.sum(1)
+        fy = gather_column(f, y)
+        k = self.scale / S
+        return (
+            self.scale * (1 - fy / S),
+            [(df, k * fy / S, df.sum(1))],
+            [(y, -k * gather_column(df, y))],
+        )
 
 
 _ACTIVE = {
@@ -580,6 +730,17 @@ class ActivePassive(RobustLoss):
         a = self.active.element_loss(logp, target, soft)
         return self.alpha * a + self.beta * self.passive.element_loss(logp, target, soft)
 
+    def _has_analytic(self) -> bool:
+        return self.active._has_analytic() and self.passive._has_analytic()
+
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        la, da, ca = self.active._index_terms(z, y, p, lse)
+        lp, dp, cp = self.passive._index_terms(z, y, p, lse)
+        dense = [(b, self.alpha * c, bs) for b, c, bs in da]
+        dense += [(b, self.beta * c, bs) for b, c, bs in dp]
+        cols = [(i, self.alpha * c) for i, c in ca] + [(i, self.beta * c) for i, c in cp]
+        return self.alpha * la + self.beta * lp, dense, cols
+
 
 def _preset_factory(name: str):
     def factory(**kw) -> ActivePassive:
@@ -683,6 +844,17 @@ class TaylorCE(RobustLoss):
             out = out + term / k
         return out
 
+    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        # L = sum_{k<=t} u^k / k, dL/du = sum_{k<t} u^k (Horner), du/ds = -p
+        p = s.exp()
+        u = one_minus_p(s)
+        ell = u / self.order
+        du = torch.ones_like(u)
+        for k in range(self.order - 1, 0, -1):
+            ell = (ell + 1.0 / k) * u if k > 0 else ell
+            du = du * u + 1
+        return ell, -du * p
+
 
 @register_loss("bootstrap")
 class Bootstrap(RobustLoss):
@@ -718,6 +890,22 @@ class Bootstrap(RobustLoss):
         else:
             other = -(logp.exp() * logp).sum(1)
         return self.beta * ce + (1 - self.beta) * other
+
+    def _has_analytic(self) -> bool:
+        return True
+
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        b = self.beta
+        s = gather_column(z, y) - lse.squeeze(1)
+        if self.hard:
+            pred = p.argmax(1)
+            other = lse.squeeze(1) - gather_column(z, pred)
+            return b * (-s) + (1 - b) * other, [], [(y, -b), (pred, -(1 - b))]
+        # H = -sum p log p, dH/dlog p_k = -p_k (log p_k + 1)
+        plogp = p * (z - lse)
+        ent = -plogp.sum(1)
+        base = plogp.add_(p)
+        return b * (-s) + (1 - b) * ent, [(base, -(1 - b), 1 - ent)], [(y, -b)]
 
 
 @register_loss("bootstrap_hard")
