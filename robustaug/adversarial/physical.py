@@ -6,14 +6,20 @@ amplitude, an SNR floor). PGD and APGD optimise ``theta`` with sign steps measur
 box half-width and project by clipping, so the parameters stay inside their set at every step.
 Outputs are clipped to ``data_range`` (detector / display saturation).
 
-The identity is ``theta = 0`` for every threat (for k-space threats on non-negative magnitude
-images, up to FFT round-off). k-space threats (:class:`Motion`, :class:`Ghosting`, :class:`Spike`)
-assume magnitude images (``x >= 0``); they return ``|IFFT(K')|``.
+The threats named after an artifact (:class:`BiasField`, :class:`Gamma`, :class:`Motion`,
+:class:`Ghosting`, :class:`RicianNoise`, :class:`Spike`) apply that artifact's own kernel, with
+the artifact's continuous parameters as ``theta`` bounded by exactly the range the artifact samples
+from (:class:`ArtifactThreat`): for every feasible ``theta``,
+``apply(x, theta, None) == artifact.apply(x, to_params(x, theta))``. Discrete parameters and event
+timing are fixed at a random draw of the artifact (the random start is that draw; restarts redraw).
+``zeros(x)`` is the identity where the artifact's set allows it (for k-space threats on
+non-negative magnitude images, up to round-off).
 
 Severity mapping. ``Threat.from_severity(k)`` builds the feasible set that the random artifact of the
 same name samples from at severity ``k``: if ``robustaug.get_artifact(name)`` is registered, its
-``severity_table[k]`` is translated (see ``_from_artifact``); otherwise the built-in table below (in
-the same physical units) is used, and ``severity_source`` records which one was used.
+``severity_table[k]`` is translated (see ``_from_artifact``; the artifact-backed threats take its
+arguments unchanged); otherwise the built-in table below (in the same physical units) is used, and
+``severity_source`` records which one was used.
 
 References:
     Chen et al., "Realistic adversarial data augmentation for MR image segmentation", MICCAI 2020
