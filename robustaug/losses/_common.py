@@ -150,7 +150,7 @@ def softmax_parts(z: Tensor) -> tuple[Tensor, Tensor]:
 #: means all ones); ``base_sum`` is ``base.sum(1)`` (or ``C``).
 DenseTerm = tuple[Tensor | None, Tensor | float, Tensor | float]
 #: A term ``coef`` added at class ``index`` of the gradient with respect to ``log p``.
-ColumnTerm = tuple[Tensor, Tensor | float]
+ColumnTerm = tuple["LabelIndex", Tensor | float]
 
 
 class _IndexLossFn(torch.autograd.Function):
@@ -165,7 +165,7 @@ class _IndexLossFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, y, ew, valid, loss):  # type: ignore[override]
         p, lse = softmax_parts(z)
-        ell, dense, cols = loss._index_terms(z, y, p, lse)
+        ell, dense, cols = loss._index_terms(z, LabelIndex(y, z.shape), p, lse)
         if valid is not None:
             ell = torch.where(valid, ell, torch.zeros((), dtype=ell.dtype, device=ell.device))
         if ew is not None:
@@ -192,12 +192,46 @@ class _IndexLossFn(torch.autograd.Function):
                 else:
                     gz.addcmul_(base, wc)
             for idx, coef in ctx.cols:
-                gz.scatter_add_(1, idx.unsqueeze(1), (w * coef).unsqueeze(1))
+                idx.add_to(gz, w * coef)
         return gz, None, None, None, None
 
 
-def gather_column(x: Tensor, y: Tensor) -> Tensor:
+class LabelIndex:
+    """Positions of one class per element (``y`` ``(N, *)``) in ``(N, C, *)`` tensors.
+
+    For spatial inputs the flat offsets are computed once: ``take``/``add_to`` on a contiguous
+    ``(N, C, *)`` tensor are then plain 1-D gathers/adds, much faster on CPU than ``gather`` or
+    ``scatter_add`` along dim 1 (measured 5-10x for ``C = 4``).
+    """
+
+    def __init__(self, y: Tensor, shape: torch.Size) -> None:
+        self.y = y
+        self.flat: Tensor | None = None
+        if len(shape) > 2 and y.numel() > 0:
+            n, c = shape[0], shape[1]
+            hw = y.numel() // n
+            base = torch.arange(0, n * c * hw, c * hw, device=y.device).view(n, 1)
+            pos = torch.arange(hw, device=y.device).view(1, hw)
+            self.flat = (y.reshape(n, hw) * hw).add_(base).add_(pos).view(-1)
+
+    def take(self, x: Tensor) -> Tensor:
+        """``x[n, y[n, *], *]`` as ``(N, *)``."""
+        if self.flat is not None and x.is_contiguous():
+            return x.reshape(-1).take(self.flat).view(self.y.shape)
+        return x.gather(1, self.y.unsqueeze(1)).squeeze(1)
+
+    def add_to(self, x: Tensor, v: Tensor) -> None:
+        """In place ``x[n, y[n, *], *] += v``."""
+        if self.flat is not None and x.is_contiguous():
+            x.view(-1).index_add_(0, self.flat, v.reshape(-1))
+        else:
+            x.scatter_add_(1, self.y.unsqueeze(1), v.unsqueeze(1))
+
+
+def gather_column(x: Tensor, y: Tensor | LabelIndex) -> Tensor:
     """``x[n, y[n, *], *]``: the label's column of ``(N, C, *)`` as ``(N, *)``."""
+    if isinstance(y, LabelIndex):
+        return y.take(x)
     return x.gather(1, y.unsqueeze(1)).squeeze(1)
 
 
@@ -259,7 +293,7 @@ class RobustLoss(nn.Module):
         return None
 
     def _index_terms(
-        self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor
+        self, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor
     ) -> tuple[Tensor, list[DenseTerm], list[ColumnTerm]] | None:
         """Integer targets: per-element loss and its gradient with respect to ``log p`` (see
         :class:`_IndexLossFn`) from logits ``z``, labels ``y``, ``p = softmax(z)`` and
@@ -308,10 +342,15 @@ class RobustLoss(nn.Module):
         else:
             target = target.long()
             valid = target != self.ignore_index
-            target = target.masked_fill(~valid, 0)
-            if target.device.type == "cpu" and target.numel() > 0:
+            on_cpu = target.device.type == "cpu"
+            if on_cpu and bool(valid.all()):
+                valid = None  # nothing ignored: skip the masking (a free check on the CPU only)
+            else:
+                target = target.masked_fill(~valid, 0)
+            if on_cpu and target.numel() > 0:
                 c = input.shape[1]
-                if bool(((target < 0) | (target >= c)).any()):
+                lo, hi = torch.aminmax(target)
+                if int(lo) < 0 or int(hi) >= c:
                     raise ValueError(
                         f"target class indices must lie in [0, {c}) or equal "
                         f"ignore_index={self.ignore_index}."

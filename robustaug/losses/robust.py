@@ -14,7 +14,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._common import RobustLoss, gather_column, log1m_softmax, one_minus_p, register_loss
+from ._common import (
+    LabelIndex,
+    RobustLoss,
+    gather_column,
+    log1m_softmax,
+    one_minus_p,
+    register_loss,
+)
 
 __all__ = [
     "AEL",
@@ -60,17 +67,38 @@ def _focal_class_losses(logp: Tensor, gamma: float) -> Tensor:
     return -torch.exp(gamma * log1m_softmax(logp)) * logp
 
 
+def _argmax1(x: Tensor) -> Tensor:
+    """``x.argmax(1)`` (first maximum); for a few classes on spatial inputs a loop over the classes,
+    much faster on CPU than ``argmax`` along a strided dim 1."""
+    c = x.shape[1]
+    if x.dim() == 2 or c > 16:
+        return x.argmax(1)
+    best = x[:, 0]
+    idx = torch.zeros(best.shape, dtype=torch.long, device=x.device)
+    for k in range(1, c):
+        xk = x[:, k]
+        up = xk > best
+        idx.masked_fill_(up, k)
+        best = torch.maximum(best, xk)
+    return idx
+
+
 def _one_minus_p_dense(p: Tensor) -> Tensor:
     """``1 - p_k`` for every class, accurate also for the dominant class (``1 - p_max`` is the sum
     of the other probabilities, summed without cancellation)."""
-    top = p.argmax(1, keepdim=True)
-    rest = p.scatter(1, top, 0.0).sum(1, keepdim=True)
-    return torch.rsub(p, 1.0).scatter_(1, top, rest)
+    # at most one class has p > 1/2; for the others 1 - p is exact to rounding. ``tiny`` keeps
+    # ``u > 0`` (``log p / u`` stays finite; it changes nothing above the underflow threshold)
+    big = p > 0.5
+    rest = p.masked_fill(big, 0.0).sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
+    return torch.where(big, rest, torch.rsub(p, 1.0))
 
 
-def _one_minus_p_label(p: Tensor, y: Tensor) -> Tensor:
-    """``1 - p_y`` as the sum of the other classes' probabilities (no cancellation at p_y -> 1)."""
-    return p.scatter(1, y.unsqueeze(1), 0.0).sum(1)
+def _one_minus_p_label(p: Tensor, p_y: Tensor) -> Tensor:
+    """``1 - p_y``; when ``p_y > 1/2`` it is the sum of the other classes' probabilities (no
+    cancellation at ``p_y -> 1``)."""
+    big = p_y > 0.5
+    rest = p.masked_fill(p > 0.5, 0.0).sum(1).add_(torch.finfo(p.dtype).tiny)
+    return torch.where(big, rest, torch.rsub(p_y, 1.0))
 
 
 def _focal_and_derivative(
@@ -84,10 +112,9 @@ def _focal_and_derivative(
     if gamma == 0:
         return -logp, -torch.ones_like(logp)
     ug = u.pow(gamma)
-    fl = -ug * logp
-    ratio = logp / u.clamp_min(torch.finfo(u.dtype).tiny)
-    d = ug * (gamma * p * ratio - 1)
-    return fl, d
+    fl = torch.mul(ug, logp).neg_()
+    t = torch.mul(p, logp).div_(u).mul_(ug)  # u^gamma p log p / u
+    return fl, torch.add(ug, t, alpha=-gamma).neg_()
 
 
 @register_loss("ce", "cross_entropy")
@@ -284,8 +311,9 @@ class NCE(RobustLoss):
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         # L = f_y / S with f = -log p, S = sum_k f_k: dL/dlog p_k = (L - [k = y]) / S
-        S = (lse - z).sum(1)
-        L = (lse.squeeze(1) - gather_column(z, y)) / S
+        lse1 = lse.squeeze(1)
+        S = z.shape[1] * lse1 - z.sum(1)  # sum_k -log p_k
+        L = (lse1 - gather_column(z, y)) / S
         return self.scale * L, [(None, self.scale * L / S, z.shape[1])], [(y, -self.scale / S)]
 
 
@@ -312,7 +340,8 @@ class FocalLoss(RobustLoss):
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         s = gather_column(z, y) - lse.squeeze(1)
-        fl, d = _focal_and_derivative(_one_minus_p_label(p, y), gather_column(p, y), s, self.gamma)
+        p_y = gather_column(p, y)
+        fl, d = _focal_and_derivative(_one_minus_p_label(p, p_y), p_y, s, self.gamma)
         return fl, [], [(y, d)]
 
 
@@ -898,7 +927,7 @@ class Bootstrap(RobustLoss):
         b = self.beta
         s = gather_column(z, y) - lse.squeeze(1)
         if self.hard:
-            pred = p.argmax(1)
+            pred = LabelIndex(_argmax1(p), p.shape)
             other = lse.squeeze(1) - gather_column(z, pred)
             return b * (-s) + (1 - b) * other, [], [(y, -b), (pred, -(1 - b))]
         # H = -sum p log p, dH/dlog p_k = -p_k (log p_k + 1)
