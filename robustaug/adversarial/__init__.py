@@ -37,6 +37,7 @@ from .attacks import (
 from .fab import fab_targeted
 from .physical import (
     Affine,
+    ArtifactThreat,
     BiasField,
     Gamma,
     Ghosting,
@@ -44,6 +45,7 @@ from .physical import (
     Motion,
     NoiseBudget,
     PhysicalThreat,
+    RicianNoise,
     Spike,
 )
 from .segmentation import (
@@ -80,6 +82,7 @@ __all__ = [
     "METHODS",
     "SUITES",
     "Affine",
+    "ArtifactThreat",
     "AttackResult",
     "BiasField",
     "CatastrophicOverfittingWarning",
@@ -93,6 +96,7 @@ __all__ = [
     "Motion",
     "NoiseBudget",
     "PhysicalThreat",
+    "RicianNoise",
     "RobustLoss",
     "SegPGDLoss",
     "Spike",
