@@ -125,28 +125,11 @@ def _ghost_delta(x: Tensor, rel: float) -> Tensor:
     """Per-sample smoothing radius ``rel * 2^round(log2(max |x|))`` (piecewise constant in x)."""
     if rel <= 0:
         return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    peak = x.detach().abs().amax(dim=tuple(range(1, x.ndim))).to(torch.float64)
+    xd = x.detach().flatten(1)  # no |x| copy
+    lo, hi = xd.amin(dim=1), xd.amax(dim=1)
+    peak = torch.maximum(hi, -lo).to(torch.float64)
     scale = torch.where(peak > 0, torch.exp2(torch.log2(peak.clamp_min(1e-300)).round()), 0.0)
     return (rel * scale).to(x.dtype)
-
-
-def _roll_pair(x: Tensor, k: int, dim: int) -> tuple[Tensor, Tensor]:
-    """``(S x + S' x, S x - S' x)`` with ``S = roll(-k)``, ``S' = roll(+k)``: one pass each, by
-    adding contiguous slices (no rolled copies)."""
-    n = x.shape[dim]
-    k %= n
-    psum = torch.empty_like(x)
-    pdiff = torch.empty_like(x)
-    cuts = sorted({0, k, (n - k) % n, n})
-    for j0, j1 in itertools.pairwise(cuts):
-        if j1 <= j0:
-            continue
-        ln = j1 - j0
-        a = x.narrow(dim, (j0 + k) % n, ln)
-        b = x.narrow(dim, (j0 - k) % n, ln)
-        torch.add(a, b, out=psum.narrow(dim, j0, ln))
-        torch.sub(a, b, out=pdiff.narrow(dim, j0, ln))
-    return psum, pdiff
 
 
 def ghosting(
@@ -231,6 +214,29 @@ def _frac_pair(xi: Tensor, dim: int, period: Tensor) -> tuple[Tensor, Tensor]:
 _CHUNK = 1 << 17
 
 
+def _soft_mag_into(sq: Tensor, out: Tensor, tmp: Tensor, dl: float) -> None:
+    """``out = soft_magnitude(sq, dl)`` without masks, ``where`` or square roots of zeros (all
+    three are slow on CPU; ``sqrt(0)`` takes a slow path, and background voxels are 0).
+
+    ``out = sqrt(max(sq, dl^2)) w(s)`` with ``s = min(sq / dl^2, 1)`` and ``w(s) = s (1.5 - 0.5 s)``:
+    below ``dl`` this is ``dl w = sq (1.5/dl - 0.5 sq/dl^3)`` (the same polynomial), above it
+    ``w(1) = 1`` exactly, so ``out = sqrt(sq)`` bit for bit. ``sq`` and ``tmp`` (cache-resident
+    scratch of ``out``'s shape) are overwritten; ``out`` (cold memory) is written once.
+    """
+    if dl <= 0:
+        torch.sqrt(sq, out=out)
+        return
+    d2 = dl * dl
+    if float(sq.amin()) >= d2:  # nothing below delta in this slab
+        torch.sqrt(sq, out=out)
+        return
+    s = torch.mul(sq, 1.0 / d2, out=tmp).clamp_max_(1.0)
+    r = sq.clamp_min_(d2).sqrt_()
+    r.mul_(s)
+    torch.mul(s, -0.5, out=s).add_(1.5)
+    torch.mul(r, s, out=out)
+
+
 def _ghosting_nograd(
     x: Tensor,
     d: int,
@@ -242,13 +248,20 @@ def _ghosting_nograd(
     delta: Tensor,
 ) -> Tensor:
     """Inference path of :func:`ghosting`: the same arithmetic, in slabs along a non-PE axis that
-    fit in cache, writing straight into the output (memory-bound passes run at cache speed)."""
+    fit in cache, writing straight into the output (memory-bound passes run at cache speed).
+
+    Fractional shifts: with ``X = rfft(x)`` along PE and ``theta_m = 2 pi m / n`` on the half
+    spectrum, the real and imaginary parts of the ghosted image are
+    ``re = irfft(X (1 + 2c cos theta))`` and ``im = irfft(X 2i s sin theta)`` (``c, s = a/2 cos phi,
+    a/2 sin phi``): one forward and two inverse real FFTs, with the object folded into ``re``.
+    """
     out = torch.empty_like(x)
     pe = d - 1  # PE dim inside one sample (C, *spatial)
+    n = x.shape[d]
     other = [j for j in range(1, x.ndim - 1) if j != pe]
     for i in range(x.shape[0]):
         xi, oi = x[i], out[i]
-        c, s2 = float(cc[i]), float(ss[i]) ** 2
+        c, s = float(cc[i]), float(ss[i])
         dl = float(delta[i])
         cdim = other[0] if other and xi.numel() > _CHUNK else None
         if cdim is None:
@@ -256,19 +269,46 @@ def _ghosting_nograd(
         else:
             step = max(1, _CHUNK * xi.shape[cdim] // xi.numel())
             slabs = [(j, min(step, xi.shape[cdim] - j)) for j in range(0, xi.shape[cdim], step)]
+        k = round(float(shift[i])) % n if is_int[i] else None
+        if k is None:
+            shp = [1] * xi.ndim
+            shp[pe] = n // 2 + 1
+            theta = (2 * math.pi / per[i]) * _half_freqs(n, xi)
+            cplx = torch.promote_types(xi.dtype, torch.complex64)
+            coef_re = (1 + 2 * c * torch.cos(theta)).reshape(shp).to(cplx)
+            coef_im = (2j * s * torch.sin(theta)).reshape(shp).to(cplx)
+        bufs: dict[int, tuple[Tensor, ...]] = {}  # scratch per slab length, reused across slabs
         for j0, ln in slabs:
             xc = xi if cdim is None else xi.narrow(cdim, j0, ln)
             oc = oi if cdim is None else oi.narrow(cdim, j0, ln)
-            if is_int[i]:
-                psum, pdiff = _roll_pair(xc, round(float(shift[i])), pe)
+            if ln not in bufs:
+                hshape = list(xc.shape)
+                hshape[pe] = n // 2 + 1
+                spec = () if k is not None else (
+                    xc.new_empty(hshape, dtype=cplx), xc.new_empty(hshape, dtype=cplx)
+                )
+                bufs[ln] = (torch.empty_like(xc), torch.empty_like(xc), *spec)
+            re, im, *spec = bufs[ln]
+            if k is None:
+                xf, yf = spec
+                torch.fft.rfft(xc, dim=pe, out=xf)
+                torch.fft.irfft(torch.mul(xf, coef_re, out=yf), n=n, dim=pe, out=re)
+                torch.fft.irfft(xf.mul_(coef_im), n=n, dim=pe, out=im)
+            elif k == 0:  # n divides into whole FOVs: both ghosts land on the object
+                torch.mul(xc, 1 + 2 * c, out=re)
+                im.zero_()
             else:
-                psum, pdiff = _frac_pair(xc, pe, per[i])
-            sq = torch.add(xc, psum, alpha=c, out=psum)  # re, in place
-            sq.mul_(sq).addcmul_(pdiff, pdiff, value=s2)
-            torch.sqrt(sq, out=oc)
-            if dl > 0:  # soft_magnitude below delta (poly(0) = 0, so zeros need no care)
-                poly = torch.addcmul(sq * (1.5 / dl), sq, sq, value=-0.5 / dl**3)
-                torch.where(sq < dl * dl, poly, oc, out=oc)
+                for j1, j2 in itertools.pairwise(sorted({0, k, n - k, n})):
+                    if j2 <= j1:
+                        continue
+                    ln2 = j2 - j1
+                    a_ = xc.narrow(pe, (j1 + k) % n, ln2)  # S_{-k}: x[j + k]
+                    b_ = xc.narrow(pe, (j1 - k) % n, ln2)  # S_{+k}: x[j - k]
+                    r_ = re.narrow(pe, j1, ln2)
+                    torch.add(xc.narrow(pe, j1, ln2), a_, alpha=c, out=r_).add_(b_, alpha=c)
+                    torch.sub(a_, b_, out=im.narrow(pe, j1, ln2)).mul_(s)
+            sq = re.mul_(re).addcmul_(im, im)
+            _soft_mag_into(sq, oc, im, dl)
     return out
 
 

@@ -351,3 +351,21 @@ def test_ghosting_chunked_inference_path_matches_autograd_path():
         fast = F.ghosting(x, 0.5, n, 0.7)
         slow = F.ghosting(x.clone().requires_grad_(True), 0.5, n, 0.7).detach()
         assert (fast - slow).abs().max() < 1e-12
+
+
+def test_ghosting_inference_path_matches_autograd_path_all_shift_kinds():
+    # slab path (> _CHUNK voxels) for whole-FOV (k = 0), integer and fractional shifts, in float32,
+    # with a zero background (soft magnitude below delta) and a non-trivial phase
+    x = phantom((40, 64, 56), seed=3)["image"][None]
+    x0 = x.clone()
+    assert x.numel() > F._CHUNK and (x == 0).any()
+    for n in (1.0, 8.0, 5.0, 7.3):
+        fast = F.ghosting(x, 0.6, n, 2.1)
+        slow = F.ghosting(x.clone().requires_grad_(True), 0.6, n, 2.1).detach()
+        assert fast.dtype == x.dtype and fast.min() >= 0
+        assert (fast - slow).abs().max() < 1e-5
+    assert torch.equal(x, x0)
+    # zero amplitude is the identity (|x| for x >= 0, the soft magnitude only below delta)
+    y = F.ghosting(x, 0.0, 5.0, 0.3)
+    big = x >= 1e-3
+    assert torch.allclose(y[big], x[big], rtol=1e-6, atol=1e-6)
