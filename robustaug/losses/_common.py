@@ -184,13 +184,16 @@ class _IndexLossFn(torch.autograd.Function):
                 total = total + coef * bsum
             for _, coef in ctx.cols:
                 total = total + coef
-            gz = p * (w * total).neg_().unsqueeze(1)
+            neg_a = (w * total).neg_().unsqueeze(1)
+            ones = [coef for base, coef, _ in ctx.dense if base is None]
+            if ones:  # broadcast terms fused with the softmax Jacobian: one dense pass
+                flat = w * sum(ones)
+                gz = torch.addcmul(flat.unsqueeze(1).expand_as(p), p, neg_a)
+            else:
+                gz = p * neg_a
             for base, coef, _ in ctx.dense:
-                wc = (w * coef).unsqueeze(1)
-                if base is None:
-                    gz.add_(wc)
-                else:
-                    gz.addcmul_(base, wc)
+                if base is not None:
+                    gz.addcmul_(base, (w * coef).unsqueeze(1))
             for idx, coef in ctx.cols:
                 idx.add_to(gz, w * coef)
         return gz, None, None, None, None

@@ -433,8 +433,6 @@ class NMAE(RobustLoss):
         Ma et al., ICML 2020.
     """
 
-    pointwise = True
-
     def __init__(self, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.scale = _pos("scale", scale)

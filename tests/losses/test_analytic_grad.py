@@ -1,0 +1,124 @@
+"""The analytic (custom autograd Function) path of integer targets against autograd of the formula.
+
+Integer targets go through ``_IndexLossFn`` (one ``exp`` pass, closed-form gradient); the reference
+is the same loss with that path switched off, i.e. autograd through the per-class formulas on
+``log_softmax`` (the path soft targets take).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustaug.losses import NFL, NNFL, ActivePassive, Bootstrap, FocalLoss, robust_loss
+from robustaug.losses.robust import _argmax1
+
+from .helpers import ALL_LOSSES, build, labels, logits
+
+ANALYTIC = [n for n in ALL_LOSSES if build(n, 4)._has_analytic()]
+# the fast path must cover every non-stateful softmax loss but the matrix and Dice ones
+EXPECTED_OTHERS = {"elr", "forward", "backward", "nr_dice"}
+
+
+def _reference(loss):
+    loss._has_analytic = lambda: False  # instance attribute: the autograd path
+    return loss
+
+
+def _value_and_grad(loss, z, t):
+    z = z.detach().clone().requires_grad_(True)
+    out = loss(z, t)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)
+    (out * g).sum().backward()
+    return out.detach(), z.grad
+
+
+def test_every_stateless_loss_has_the_analytic_path():
+    assert set(ALL_LOSSES) - set(ANALYTIC) == EXPECTED_OTHERS
+
+
+@pytest.mark.parametrize("name", ANALYTIC)
+@pytest.mark.parametrize("shape", [(6, 5), (3, 4, 3, 5)], ids=["NC", "NC35"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_analytic_value_and_grad_match_autograd(name, shape, reduction, scale):
+    c = shape[1]
+    w = torch.linspace(0.5, 2.0, c, dtype=torch.float64)
+    kw = {"reduction": reduction, "weight": w, "ignore_index": 2}
+    z = logits(shape, seed=3, scale=scale)
+    t = labels(shape[0], c, shape[2:], seed=3)
+    t.view(-1)[::4] = 2  # some ignored elements
+    fast = build(name, c, **kw)
+    ref = _reference(build(name, c, **kw))
+    v1, g1 = _value_and_grad(fast, z, t)
+    v2, g2 = _value_and_grad(ref, z, t)
+    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-11)
+    if reduction == "none":
+        assert fast(z.requires_grad_(True), t).grad_fn.name().startswith("_IndexLossFn")
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [FocalLoss(gamma=0.5), NFL(gamma=0.5), NNFL(gamma=0.5), NFL(gamma=2.0), FocalLoss(gamma=0.0)],
+    ids=["focal0.5", "nfl0.5", "nnfl0.5", "nfl2", "focal0"],
+)
+def test_focal_gradient_near_saturation(loss):
+    """p_y -> 1 with gamma < 1: the closed form uses the other classes' mass for 1 - p_y."""
+    z = torch.tensor(
+        [[12.0, 0.0, -3.0], [25.0, 1.0, 0.5], [0.0, 1.0, 2.0], [40.0, -40.0, 0.0]],
+        dtype=torch.float64,
+    )
+    t = torch.tensor([0, 0, 2, 0])
+    loss.reduction = "sum"
+    v1, g1 = _value_and_grad(loss, z, t)
+    ref = _reference(type(loss)(gamma=loss.gamma, reduction="sum"))
+    v2, g2 = _value_and_grad(ref, z, t)
+    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=1e-15)
+    # float32 at full saturation: finite, and exactly 0 where p_y == 1 in floating point
+    z32 = torch.tensor([[200.0, 0.0, -200.0]], requires_grad=True)
+    loss(z32, torch.tensor([0])).backward()
+    assert torch.isfinite(z32.grad).all()
+
+
+def test_channels_last_and_noncontiguous_inputs():
+    z = logits((2, 3, 5, 4), seed=1, dtype=torch.float32)
+    t = labels(2, 3, (5, 4), seed=1)
+    for name in ("ce", "nfl", "nce+rce", "bootstrap_hard"):
+        loss = robust_loss(name)
+        v1, g1 = _value_and_grad(loss, z, t)
+        zc = z.to(memory_format=torch.channels_last)
+        v2, g2 = _value_and_grad(loss, zc, t)
+        torch.testing.assert_close(v1, v2)
+        torch.testing.assert_close(g1, g2)
+
+
+def test_small_class_argmax_matches_torch_including_ties():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, (4, 5, 6, 7), generator=g).float()  # many ties
+    assert torch.equal(_argmax1(x), x.argmax(1))
+    x2 = torch.randn(8, 30, 3, generator=g)
+    assert torch.equal(_argmax1(x2), x2.argmax(1))
+
+
+def test_hard_bootstrap_uses_detached_prediction():
+    z = logits((4, 3, 2, 2), seed=2)
+    t = labels(4, 3, (2, 2), seed=2)
+    b = Bootstrap(hard=True, reduction="sum")
+    v1, g1 = _value_and_grad(b, z, t)
+    v2, g2 = _value_and_grad(_reference(Bootstrap(hard=True, reduction="sum")), z, t)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_active_passive_falls_back_when_a_part_has_no_closed_form():
+    class NoClosed(NFL):
+        def _has_analytic(self) -> bool:
+            return False
+
+    ap = ActivePassive(NoClosed(), "rce")
+    z = logits((3, 4), seed=4).requires_grad_(True)
+    ap.reduction = "none"
+    out = ap(z, labels(3, 4, seed=4))
+    assert not out.grad_fn.name().startswith("_IndexLossFn")
