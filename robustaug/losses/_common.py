@@ -136,14 +136,14 @@ def check_input_target(input: Tensor, target: Tensor) -> bool:
 
 
 def softmax_parts(z: Tensor) -> tuple[Tensor, Tensor]:
-    """``p = softmax(z)`` and ``lse = logsumexp(z)`` (keepdim) along dim 1 with a single ``exp`` pass.
+    """``p = softmax(z)`` and ``lse = logsumexp(z)`` (keepdim) along dim 1 with a single ``exp`` pass
+    (torch's fused softmax kernel).
 
     ``log p = z - lse``; no graph is recorded (used inside the analytic autograd Functions).
     """
-    m = z.amax(1, keepdim=True)
-    e = torch.sub(z, m).exp_()
-    se = e.sum(1, keepdim=True)
-    return e.div_(se), se.log_().add_(m)
+    p = F.softmax(z, dim=1)
+    # the largest class has p >= 1/C, so log p_max is well conditioned: lse = z_max - log p_max
+    return p, z.amax(1, keepdim=True).sub_(p.amax(1, keepdim=True).log_())
 
 
 #: A term ``coef[:, None] * base`` of the gradient with respect to ``log p`` (``base`` ``None``

@@ -114,7 +114,7 @@ def _focal_and_derivative(
     ug = u.pow(gamma)
     fl = torch.mul(ug, logp).neg_()
     t = torch.mul(p, logp).div_(u).mul_(ug)  # u^gamma p log p / u
-    return fl, torch.add(ug, t, alpha=-gamma).neg_()
+    return fl, t.mul_(gamma).sub_(ug)
 
 
 @register_loss("ce", "cross_entropy")
