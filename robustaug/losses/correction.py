@@ -50,7 +50,10 @@ def _class_view(logp: Tensor) -> Tensor:
 
 def _rows_for_labels(M: Tensor, y: Tensor, like: Tensor) -> Tensor:
     """``M[y[n, *], :]`` laid out as ``(N, C, *)`` like ``like`` (one row of ``M`` per element)."""
-    r = M.to(like.dtype).index_select(0, y.reshape(-1)).view(*y.shape, M.shape[1])
+    M = M.to(like.dtype)
+    if like.dim() > 2 and M.shape[1] <= 16:  # few classes: one small-table lookup per class
+        return torch.stack([M[:, j][y] for j in range(M.shape[1])], dim=1)
+    r = M.index_select(0, y.reshape(-1)).view(*y.shape, M.shape[1])
     return r if like.dim() == 2 else r.movedim(-1, 1)
 
 
