@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -54,7 +55,11 @@ def main() -> None:
         "Motion": A.Motion(
             degrees=10.0, translation_mm=10.0, num_events=2, moved_energy=(0.15, 0.35), seed=0
         ),
-        "Ghosting": A.Ghosting(amplitude=(0.5, 1.0), period=(4, 8), seed=0),
+        # TorchIO's defaults: num_ghosts in 4..10 (period), intensity 0.5..1 (amplitude)
+        "Ghosting": A.Ghosting(amplitude=(0.5, 1.0), period=(4, 10), seed=0),
+        # the two code paths separately: N/n = 48 whole pixels, N/n = 38.4 (band-limited shift)
+        "Ghosting n=4 (whole-pixel shift)": A.Ghosting(amplitude=(0.5, 1.0), period=4, seed=0),
+        "Ghosting n=5 (fractional shift)": A.Ghosting(amplitude=(0.5, 1.0), period=5, seed=0),
         "Spike": A.Spike(intensity=(1.0, 3.0), seed=0),
         "Gibbs": A.Gibbs(fraction=(0.4, 0.9), seed=0),
     }
@@ -64,6 +69,8 @@ def main() -> None:
             tio.RandomMotion(degrees=10, translation=10, num_transforms=2),
         ),
         "Ghosting": ("TorchIO RandomGhosting (default)", tio.RandomGhosting()),
+        "Ghosting n=4 (whole-pixel shift)": ("TorchIO RandomGhosting (default)", tio.RandomGhosting()),
+        "Ghosting n=5 (fractional shift)": ("TorchIO RandomGhosting (default)", tio.RandomGhosting()),
         "Spike": ("TorchIO RandomSpike (default)", tio.RandomSpike()),
         "Gibbs": (
             "MONAI RandGibbsNoise(alpha 0.1-0.6)",
@@ -110,13 +117,19 @@ def main() -> None:
         rows.append((name, pname, res))
         print(name, json.dumps(res))
 
+    try:
+        load = os.getloadavg()
+        load_s = f"load average at the end of the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min)"
+    except OSError:  # pragma: no cover
+        load_s = "load average unavailable"
     lines = [
         "# MRI k-space artifacts: speed vs TorchIO / MONAI",
         "",
         f"`python benchmarks/bench_mri_kspace.py` - torch {torch.__version__}, TorchIO {tio.__version__}, "
         f"MONAI {monai.__version__}, {platform.processor() or platform.machine()}, 1 thread, median CPU "
         f"time per sample (ms), peers/robustaug/FFT pair interleaved rep by rep; inputs from "
-        f"`robustaug.data.phantom` (3D 1x160x192x160: {args.reps3d} reps, 2D 256x256: {args.reps2d} reps).",
+        f"`robustaug.data.phantom` (3D 1x160x192x160: {args.reps3d} reps, 2D 256x256: {args.reps2d} reps); "
+        f"{os.cpu_count()} CPUs, {load_s}.",
         "",
         "| artifact | peer | 3D peer | 3D robustaug | 3D speed-up | 3D / fftn+ifftn | 2D peer | 2D robustaug "
         "| 2D speed-up | 2D / fftn+ifftn | B=32 per image / B=1 |",
