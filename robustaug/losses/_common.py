@@ -16,6 +16,14 @@ agree with torch.
 
 Everything is computed in float32 (float64 inputs stay float64) from ``log_softmax`` with autocast
 disabled, so fp16/bf16 logits under autocast are handled, and the result is float32.
+
+Speed: for integer targets (the common case) every stateless softmax loss runs through
+:class:`_IndexLossFn`, a custom autograd Function: one softmax pass gives ``p`` and
+``logsumexp``, only the label's column is gathered (no one-hot), and the backward is the loss's
+closed-form gradient with respect to ``log p`` pushed through the softmax Jacobian
+(``G - p * sum_k G_k``). The exact gradient is kept (nothing is detached); ``tests/losses/
+test_analytic_grad.py`` checks it against autograd of the per-class formulas, which soft targets
+still use.
 """
 
 from __future__ import annotations
