@@ -294,9 +294,7 @@ def main(argv=None) -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--only", choices=["accuracy", "overhead"], default=None)
-    ap.add_argument(
-        "--overhead-only", action="store_true", help="same as --only overhead"
-    )
+    ap.add_argument("--overhead-only", action="store_true", help="same as --only overhead")
     ap.add_argument("--losses", nargs="*", default=None, help="overhead: only these losses")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=15)

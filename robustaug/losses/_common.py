@@ -320,9 +320,8 @@ class RobustLoss(nn.Module):
 
     def _has_analytic(self) -> bool:
         cls = type(self)
-        return (
-            cls._index_terms is not RobustLoss._index_terms
-            or (self.pointwise and cls._column is not RobustLoss._column)
+        return cls._index_terms is not RobustLoss._index_terms or (
+            self.pointwise and cls._column is not RobustLoss._column
         )
 
     def class_losses(self, logp: Tensor) -> Tensor:
