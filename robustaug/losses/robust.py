@@ -89,8 +89,9 @@ def _one_minus_p_dense(p: Tensor) -> Tensor:
     # at most one class has p > 1/2; for the others 1 - p is exact to rounding. ``tiny`` keeps
     # ``u > 0`` (``log p / u`` stays finite; it changes nothing above the underflow threshold)
     big = p > 0.5
-    rest = p.masked_fill(big, 0.0).sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
-    u = torch.rsub(p, 1.0)
+    u = p.masked_fill(big, 0.0)
+    rest = u.sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
+    torch.neg(p, out=u).add_(1.0)  # reuse the buffer
     return torch.where(big, rest, u, out=u)
 
 
@@ -105,17 +106,18 @@ def _one_minus_p_label(p: Tensor, p_y: Tensor) -> Tensor:
 def _focal_and_derivative(
     u: Tensor, p: Tensor, logp: Tensor, gamma: float
 ) -> tuple[Tensor, Tensor]:
-    """``FL = -u^gamma log p`` and ``dFL/dlog p = u^gamma (gamma p log p / u - 1)`` (``u = 1 - p``).
+    """``FL = -u^gamma log p`` and ``dFL/dlog p = u^gamma (gamma p log p / u - 1)`` (``u = 1 - p``,
+    a temporary that is overwritten).
 
     ``log p / u`` is bounded (-> -1 as ``u -> 0``); where ``u`` underflows to 0, ``log p`` is 0 too
     and the clamped quotient gives the limit ``dFL/dlog p = 0`` (``u^gamma = 0``) for ``gamma > 0``.
     """
     if gamma == 0:
         return -logp, -torch.ones_like(logp)
-    ug = torch.log(u).mul_(gamma).exp_()  # u^gamma, u > 0
+    t = torch.mul(p, logp).div_(u)  # p log p / u
+    ug = u.log_().mul_(gamma).exp_()  # u^gamma, in place (u is a temporary of the caller)
     fl = torch.mul(ug, logp).neg_()
-    t = torch.mul(p, logp).div_(u).mul_(ug)  # u^gamma p log p / u
-    return fl, t.mul_(gamma).sub_(ug)
+    return fl, t.mul_(ug).mul_(gamma).sub_(ug)
 
 
 @register_loss("ce", "cross_entropy")
