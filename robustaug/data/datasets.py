@@ -148,18 +148,23 @@ def _read_image(p: Path) -> np.ndarray:
 
 
 def load_folder(
-    path: str | Path, labels_csv: str = "labels.csv", split: str | None = None
+    path: str | Path, labels_csv: str = "labels.csv", split: str | None = None, target: str = "label"
 ) -> tuple[Tensor, Tensor]:
-    """Load a folder of images with a labels CSV (columns ``filename,label[,split]``).
+    """Load a folder of images with a labels CSV (columns ``filename,label[,mask][,split]``).
 
     Args:
         path: The folder.
         labels_csv: CSV file name inside the folder (or an absolute path).
         split: If given and the CSV has a ``split`` column, keep only those rows.
+        target: ``"label"`` (an integer class per image) or ``"mask"`` (a label-map file per
+            image in the ``mask`` column, same spatial shape as the image, read as int64).
 
     Returns:
-        ``(x, y)``: images stacked to ``(N, C, *spatial)`` float32 and int64 labels.
+        ``(x, y)``: images stacked to ``(N, C, *spatial)`` float32 and int64 labels ``(N,)`` or
+        masks ``(N, *spatial)``.
     """
+    if target not in ("label", "mask"):
+        raise ValueError(f"`target` must be 'label' or 'mask', got {target!r}.")
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
@@ -169,8 +174,8 @@ def load_folder(
     xs, ys = [], []
     with csv_path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"filename", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path} must have 'filename' and 'label' columns, got {reader.fieldnames}.")
+        if not reader.fieldnames or not {"filename", target} <= set(reader.fieldnames):
+            raise ValueError(f"{csv_path} must have 'filename' and '{target}' columns, got {reader.fieldnames}.")
         for row in reader:
             if split is not None and "split" in row and row["split"] != split:
                 continue
@@ -178,10 +183,23 @@ def load_folder(
             if not f.exists():
                 raise FileNotFoundError(f"{csv_path} lists {row['filename']!r}, which does not exist in {root}.")
             xs.append(torch.from_numpy(np.ascontiguousarray(_read_image(f))))
-            ys.append(int(row["label"]))
+            if target == "label":
+                ys.append(int(row["label"]))
+                continue
+            mf = root / row["mask"]
+            if not mf.exists():
+                raise FileNotFoundError(f"{csv_path} lists mask {row['mask']!r}, which does not exist in {root}.")
+            m = _read_image(mf)
+            m = m[0] if m.ndim == xs[-1].ndim else m
+            scale = 255.0 if mf.suffix.lower() in (".png", ".jpg", ".jpeg") else 1.0
+            ys.append(torch.from_numpy(np.rint(np.asarray(m) * scale).astype(np.int64)))
     if not xs:
         raise ValueError(f"no samples found in {csv_path}" + (f" for split {split!r}" if split else ""))
     shapes = {tuple(x.shape) for x in xs}
     if len(shapes) > 1:
         raise ValueError(f"images in {root} differ in shape {sorted(shapes)[:3]}; resample them to one shape.")
+    if target == "mask":
+        if {tuple(m.shape) for m in ys} != {tuple(xs[0].shape[1:])}:
+            raise ValueError(f"masks in {root} must have the images' spatial shape {tuple(xs[0].shape[1:])}.")
+        return torch.stack(xs), torch.stack(ys)
     return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)

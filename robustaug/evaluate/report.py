@@ -128,7 +128,7 @@ class RobustnessReport:
             at = {r["model"]: r["mean"] for r in adv if r["eps"] == eps_max}
             if at:
                 s = ", ".join(f"{m} {v:.3f}" for m, v in at.items())
-                out.append(f"Accuracy under {adv[0]['attack'].upper()} at eps={eps_max:g}: {s}.")
+                out.append(f"{self.metric.capitalize()} under {adv[0]['attack'].upper()} at eps={eps_max:g}: {s}.")
         wc = self.of("worst_case")
         if wc:
             for (m, a, s) in sorted({(r["model"], r["artifact"], r["severity"]) for r in wc}):
@@ -155,7 +155,8 @@ class RobustnessReport:
                         if best != "ce"
                         else f"no robust loss beat CE ({ce:.3f})"
                     )
-                    out.append(f"Under {rate:.0%} {noise} label noise, {verdict}.")
+                    amount = f"{rate:.0%}" if rate < 1 else f"{rate:g} px"
+                    out.append(f"Under {noise} label noise at {amount}, {verdict}.")
         det = self.of("detection")
         if det:
             p = float(np.mean([r["precision"] for r in det]))

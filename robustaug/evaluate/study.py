@@ -34,7 +34,7 @@ from .report import RobustnessReport
 from .runner import dist_info
 from .sweeps import adversarial_sweep, label_noise_sweep, severity_sweep, worst_case_vs_average
 
-__all__ = ["DEFAULT_CONFIG", "SmallCNN", "load_config", "main", "run_study", "train_classifier"]
+__all__ = ["DEFAULT_CONFIG", "SmallCNN", "SmallUNet", "load_config", "main", "run_study", "train_classifier"]
 
 # Artifacts the built-in study sweeps (those registered are used; the rest are skipped with a note).
 _DEFAULT_ARTIFACTS = [
@@ -128,6 +128,13 @@ def load_config(path: str | os.PathLike | None = None, *, quick: bool = False,
     cfg = _merge(cfg, user)
     if overrides:
         cfg = _merge(cfg, overrides)
+    if cfg["task"] == "segmentation" and cfg.get("label_noise"):
+        given = {**user.get("label_noise", {}), **(overrides or {}).get("label_noise", {})}
+        seg_defaults = {"noise": ["drop_components"], "rates": [0.0, 0.5], "losses": ["ce", "gce"],
+                        "detect": False}
+        for k, v in seg_defaults.items():
+            if k not in given:
+                cfg["label_noise"][k] = v
     strict = {k for k in ("artifacts", "augment_artifacts") if k in user or k in (overrides or {})}
     _validate(cfg, base_dir, strict)
     return cfg
@@ -139,9 +146,7 @@ def _validate(cfg: dict[str, Any], base_dir: Path, strict_artifacts: set[str] = 
             raise ConfigError(f"unknown config key {k!r}; known keys: {sorted(_KNOWN_KEYS)}.")
     if cfg["task"] not in ("classification", "segmentation"):
         raise ConfigError(f"`task` must be 'classification' or 'segmentation', got {cfg['task']!r}.")
-    if cfg["task"] == "segmentation":
-        raise ConfigError("`task: segmentation` is not supported by `robustaug study` yet; use "
-                          "robustaug.evaluate.severity_sweep(..., task='segmentation') from Python.")
+    seg = cfg["task"] == "segmentation"
     d = cfg["data"]
     dtype = d.get("type", "builtin")
     if dtype == "builtin":
@@ -149,6 +154,9 @@ def _validate(cfg: dict[str, Any], base_dir: Path, strict_artifacts: set[str] = 
             if not isinstance(d.get(k), int) or d[k] <= 0:
                 raise ConfigError(f"`data.{k}` must be a positive int, got {d.get(k)!r}.")
     elif dtype in ("folder", "npz"):
+        if seg and dtype == "npz":
+            raise ConfigError("`data.type: npz` (MedMNIST format) has no masks; for `task: segmentation` "
+                              "use data.type folder (a 'mask' column in the CSV) or function.")
         if "path" not in d:
             raise ConfigError(f"`data.path` is required for data.type={dtype!r}.")
         p = Path(d["path"])
@@ -229,11 +237,14 @@ def _validate(cfg: dict[str, Any], base_dir: Path, strict_artifacts: set[str] = 
                     L.robust_loss(loss)
                 except KeyError as e:
                     raise ConfigError(f"`label_noise.losses`: {e.args[0]}") from None
+        allowed = ("drop_components", "erode", "dilate") if seg else ("symmetric", "pairflip")
         for nz in ln.get("noise", []):
-            if nz not in ("symmetric", "pairflip"):
-                raise ConfigError(f"`label_noise.noise` entries must be symmetric or pairflip, got {nz!r}.")
-        if not all(isinstance(r, (int, float)) and 0 <= r < 1 for r in ln.get("rates", [])):
-            raise ConfigError(f"`label_noise.rates` must be in [0, 1), got {ln.get('rates')!r}.")
+            if nz not in allowed:
+                raise ConfigError(f"`label_noise.noise` entries must be one of {allowed} for "
+                                  f"task {cfg['task']}, got {nz!r}.")
+        top = 100 if seg else 1  # erode/dilate rates are radii in pixels
+        if not all(isinstance(r, (int, float)) and 0 <= r < top for r in ln.get("rates", [])):
+            raise ConfigError(f"`label_noise.rates` must be in [0, {top}), got {ln.get('rates')!r}.")
 
 
 # ----------------------------------------------------------------------------- data and models
@@ -255,6 +266,32 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+class SmallUNet(nn.Module):
+    """A small two-level U-Net for 2D segmentation (conv-BN-ReLU blocks, max-pool down, upsample up)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, width: int = 16) -> None:
+        super().__init__()
+        w = width
+
+        def block(i: int, o: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
+                                 nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
+
+        self.enc1, self.enc2, self.mid = block(in_channels, w), block(w, 2 * w), block(2 * w, 4 * w)
+        self.dec2, self.dec1 = block(6 * w, 2 * w), block(3 * w, w)
+        self.head = nn.Conv2d(w, num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        import torch.nn.functional as F
+
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        m = self.mid(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([F.interpolate(m, size=e2.shape[-2:], mode="nearest"), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="nearest"), e1], 1))
+        return self.head(d1)
+
+
 def _load_data(cfg: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
     from ..data.datasets import load_folder, load_npz, load_object, phantom_slices
 
@@ -263,13 +300,15 @@ def _load_data(cfg: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
     if t == "builtin":
         tr = phantom_slices(d["n_train"], size=d["size"], seed=mix_seeds(cfg["seed"], 1))
         te = phantom_slices(d["n_test"], size=d["size"], seed=mix_seeds(cfg["seed"], 2))
-        return {"train": (tr["image"], tr["label"]), "test": (te["image"], te["label"])}
+        key = "mask" if cfg["task"] == "segmentation" else "label"
+        return {"train": (tr["image"], tr[key]), "test": (te["image"], te[key])}
     if t == "npz":
         return {"train": load_npz(d["path"], "train"), "test": load_npz(d["path"], d.get("split", "test"))}
     if t == "folder":
         lab = d.get("labels", "labels.csv")
-        return {"train": load_folder(d["path"], lab, split="train"),
-                "test": load_folder(d["path"], lab, split=d.get("split", "test"))}
+        target = "mask" if cfg["task"] == "segmentation" else "label"
+        return {"train": load_folder(d["path"], lab, split="train", target=target),
+                "test": load_folder(d["path"], lab, split=d.get("split", "test"), target=target)}
     out = load_object(d["function"])()
     from .sweeps import as_tensors
 
@@ -282,6 +321,8 @@ def _model_factory(cfg: dict[str, Any], in_channels: int, num_classes: int) -> C
     m = cfg["model"]
     if m["type"] == "builtin":
         width = int(m.get("width", 16))
+        if cfg["task"] == "segmentation":
+            return lambda: SmallUNet(in_channels, num_classes, width)
         return lambda: SmallCNN(in_channels, num_classes, width)
     from ..data.datasets import load_object
 
@@ -398,7 +439,9 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
     _log("[1/5] data")
     data = _load_data(cfg)
     (x_tr, y_tr), (x_te, y_te) = data["train"], data["test"]
-    num_classes = int(max(int(y_tr.max()), int(y_te.max())) + 1)
+    task = cfg["task"]
+    metric = "accuracy" if task == "classification" else "dice"
+    num_classes = max(2, int(max(int(y_tr.max()), int(y_te.max())) + 1))
     factory = _model_factory(cfg, x_tr.shape[1], num_classes)
     lo, hi = float(x_tr.min()), float(x_tr.max())
     registered = set(list_artifacts())
@@ -450,9 +493,11 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
     t2 = time.time()
     rows: list[dict[str, Any]] = []
     for name, m in models.items():
-        rows += severity_sweep(m, (x_te, y_te), arts, cfg["severities"], draws=cfg["draws"], seed=seed,
-                               device=dev, progress=progress and rank == 0,
-                               cache=cache_dir / "cells.jsonl", model_name=name)
+        rows += severity_sweep(m, (x_te, y_te), arts, cfg["severities"],
+                               None if task == "classification" else ["dice"], draws=cfg["draws"],
+                               seed=seed, task=task, num_classes=num_classes, device=dev,
+                               progress=progress and rank == 0, cache=cache_dir / "cells.jsonl",
+                               model_name=name)
     timings["severity_sweeps"] = time.time() - t2
 
     _log("[4/5] adversarial and worst-case sweeps")
@@ -462,7 +507,7 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
     for name, m in models.items():
         rows += adversarial_sweep(m, (x_ev, y_ev), [adv_cfg["attack"]], adv_cfg["budgets"],
                                   steps=adv_cfg["steps"], data_range=(lo, hi), seed=seed, device=dev,
-                                  cache=cache_dir / "cells.jsonl", model_name=name)
+                                  cache=cache_dir / "cells.jsonl", model_name=name, task=task)
     for art, sev in cfg["worst_case"]:
         if art not in registered:
             notes.append(f"Worst-case comparison for {art} skipped: artifact not registered.")
@@ -475,7 +520,7 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
             try:
                 r = worst_case_vs_average(models[name], (x_ev, y_ev), art, sev, draws=max(cfg["draws"], 1),
                                           steps=adv_cfg["steps"], seed=seed, device=dev,
-                                          data_range=(lo, hi), model_name=name)
+                                          data_range=(lo, hi), model_name=name, task=task)
             except ValueError as e:
                 notes.append(f"Worst-case comparison for {art} skipped: {e}")
                 break
@@ -496,7 +541,9 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
 
     meta = {
         "dataset": _describe_data(cfg, x_tr, x_te),
-        "model": "SmallCNN (3 conv blocks)" if cfg["model"]["type"] == "builtin" else str(cfg["model"]),
+        "task": task,
+        "model": (("SmallCNN (3 conv blocks)" if task == "classification" else "SmallUNet (2 levels)")
+                  if cfg["model"]["type"] == "builtin" else str(cfg["model"])),
         "training": f"Adam, lr {tr_cfg.get('lr', 3e-3)}, {tr_cfg['epochs']} epochs, batch {tr_cfg['batch_size']}",
         "artifacts": ", ".join(arts),
         "severities": cfg["severities"],
@@ -509,7 +556,7 @@ def run_study(cfg: dict[str, Any], out: str | os.PathLike, *, progress: bool = T
         "torch": torch.__version__,
         "timings (s)": {k: round(v, 1) for k, v in timings.items()},
     }
-    report = RobustnessReport(rows, baseline="baseline", meta=meta, notes=notes)
+    report = RobustnessReport(rows, baseline="baseline", metric=metric, meta=meta, notes=notes)
     if rank == 0:
         images: list[str] = []
         try:
@@ -542,10 +589,22 @@ def _label_noise(cfg, factory, x_tr, y_tr, x_te, y_te, num_classes, cache_dir, p
     def inject(name: str) -> Callable[[Tensor, float, int], Tensor]:
         def f(y: Tensor, rate: float, s: int) -> Tensor:
             if name == "symmetric":
-                res = LN.symmetric(y, rate, num_classes, mode="exact", seed=s)
-            else:
-                res = LN.pairflip(y, rate, num_classes, seed=s)
-            return torch.as_tensor(res.labels)
+                return torch.as_tensor(LN.symmetric(y, rate, num_classes, mode="exact", seed=s).labels)
+            if name == "pairflip":
+                return torch.as_tensor(LN.pairflip(y, rate, num_classes, seed=s).labels)
+            # segmentation: one 2D mask at a time (a batch is not a volume); rate = probability of
+            # missing a lesion (drop_components) or a radius in pixels (erode/dilate)
+            out = []
+            for i in range(len(y)):
+                si = mix_seeds(s, i)
+                if name == "drop_components":
+                    r = LN.drop_components(y[i], rate, seed=si)
+                elif name == "erode":
+                    r = LN.erode(y[i], rate, spacing=1.0, seed=si)
+                else:
+                    r = LN.dilate(y[i], rate, spacing=1.0, seed=si)
+                out.append(torch.as_tensor(r.labels))
+            return torch.stack(out)
         f.__name__ = name
         return f
 
@@ -570,8 +629,8 @@ def _label_noise(cfg, factory, x_tr, y_tr, x_te, y_te, num_classes, cache_dir, p
         train_fn, (x_tr, y_tr), (x_te, y_te),
         {n: inject(n) for n in ln.get("noise", ["symmetric"])},
         [float(r) for r in ln["rates"]], list(ln["losses"]), list(ln.get("seeds", [0])),
-        detect_fn=detect if ln.get("detect") else None, progress=progress,
-        cache=cache_dir / "cells.jsonl",
+        detect_fn=detect if ln.get("detect") and cfg["task"] == "classification" else None,
+        progress=progress, cache=cache_dir / "cells.jsonl", task=cfg["task"],
     )
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "label_noise_sweep",
     "physical_threat",
     "predict",
+    "sample_scores",
     "severity_sweep",
     "worst_case_vs_average",
 ]
@@ -118,6 +119,33 @@ def predict(
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def sample_scores(logits: Tensor, y: Tensor, task: str = "classification") -> Tensor:
+    """Per-sample score: 1/0 correctness (classification) or foreground Dice (segmentation).
+
+    Segmentation Dice is the mean over the foreground classes present in the prediction or the
+    target; a sample where both are empty scores 1 (nothing to find, nothing found).
+
+    Returns:
+        ``(B,)`` float64 on the CPU.
+    """
+    pred = logits.argmax(1).cpu()
+    y = y.cpu()
+    if task == "classification":
+        return (pred == y).double()
+    c = int(logits.shape[1])
+    out = torch.ones(len(y), dtype=torch.float64)
+    for i in range(len(y)):
+        d = dice_per_class(pred[i : i + 1], y[i : i + 1], c)[1:]
+        d = d[~torch.isnan(d)]
+        if len(d):
+            out[i] = d.mean()
+    return out
+
+
+def _metric_name(task: str) -> str:
+    return "accuracy" if task == "classification" else "dice"
+
+
 def _artifact(spec: ArtifactSpec, severity: int, seed: int) -> Transform:
     if isinstance(spec, str):
         return create(spec, severity=severity, seed=seed)
@@ -159,10 +187,11 @@ def _score_rows(
         torch.stack([dice_per_class(p[i : i + 1].argmax(1), y[i : i + 1], c) for i in range(n)])
         for p in probs_draws
     ])  # (D, N, C)
-    per_sample = torch.nanmean(per, dim=0)  # (N, C)
+    per = torch.nan_to_num(per, nan=1.0)  # a class absent from prediction and target: perfect
+    per_sample = per.mean(dim=0)  # (N, C)
     for m in metrics:
         if m == "dice":
-            score = torch.nanmean(per_sample[:, 1:], dim=1) if c > 1 else per_sample[:, 0]
+            score = per_sample[:, 1:].mean(dim=1) if c > 1 else per_sample[:, 0]
         elif m.startswith("dice_c"):
             score = per_sample[:, int(m.removeprefix("dice_c"))]
         else:
@@ -269,8 +298,9 @@ def adversarial_sweep(
     progress: bool = False,
     cache: str | os.PathLike | None = None,
     model_name: str = "model",
+    task: str = "classification",
 ) -> list[Row]:
-    """Accuracy under each attack at each budget (classification).
+    """Accuracy (classification) or Dice (segmentation) under each attack at each budget.
 
     Args:
         model: Classifier.
@@ -287,9 +317,11 @@ def adversarial_sweep(
         progress: Show a progress bar.
         cache: Results cache for resume.
         model_name: Stored in each row.
+        task: ``"classification"`` (per-sample correctness) or ``"segmentation"`` (per-sample
+            foreground Dice; dense attack losses average over pixels).
 
     Returns:
-        Rows with ``kind="adversarial"``, ``attack``, ``eps``, ``metric="accuracy"``, mean and CI.
+        Rows with ``kind="adversarial"``, ``attack``, ``eps``, ``metric``, mean and CI.
     """
     from .. import adversarial as adv
 
@@ -312,12 +344,12 @@ def adversarial_sweep(
             with torch.no_grad():
                 was = model.training
                 model.eval()
-                correct.append((model(xb).argmax(1) == yb).cpu())
+                correct.append(sample_scores(model(xb), yb, task))
                 model.train(was)
         c = torch.cat(correct).double().numpy()
         lo, hi = bootstrap_ci(lambda idx: float(c[idx].mean()), len(c), seed=seed)
         return [{"kind": "adversarial", "model": model_name, "attack": a, "norm": norm, "eps": eps,
-                 "metric": "accuracy", "mean": float(c.mean()), "ci_low": lo, "ci_high": hi,
+                 "metric": _metric_name(task), "mean": float(c.mean()), "ci_low": lo, "ci_high": hi,
                  "n": len(c), "draws": 1}]
 
     rows = run_cells(f"adversarial/{model_name}", cells, fn, cache=cache, progress=_upd(bar))
@@ -338,6 +370,7 @@ def worst_case_vs_average(
     device: str | torch.device | None = None,
     data_range: tuple[float, float] | None = None,
     model_name: str = "model",
+    task: str = "classification",
 ) -> list[Row]:
     """Random artifact at severity k versus the worst case over the same parameter set.
 
@@ -349,8 +382,10 @@ def worst_case_vs_average(
     * ``linf_matched``: an L-inf PGD attack whose budget equals the RMS image change the random
       artifact causes (the average per-pixel distance), i.e. a malicious change of the same size.
 
+    With ``task="segmentation"`` the score is per-sample foreground Dice instead of accuracy.
+
     Returns:
-        Rows with ``kind="worst_case"``, ``artifact``, ``severity``, ``case`` and the accuracy.
+        Rows with ``kind="worst_case"``, ``artifact``, ``severity``, ``case`` and the score.
     """
     from .. import adversarial as adv
 
@@ -370,7 +405,7 @@ def worst_case_vs_average(
             with torch.no_grad():
                 was = model.training
                 model.eval()
-                correct.append(model(xa).argmax(1).cpu() == y[i : i + batch_size])
+                correct.append(sample_scores(model(xa), y[i : i + batch_size], task))
                 model.train(was)
         acc_avg.append(torch.cat(correct).double())
     c_avg = torch.stack(acc_avg).mean(0).numpy()
@@ -386,15 +421,15 @@ def worst_case_vs_average(
         with torch.no_grad():
             was = model.training
             model.eval()
-            c_wc.append((model(xw).argmax(1) == yb).cpu().double())
-            c_linf.append((model(xl).argmax(1) == yb).cpu().double())
+            c_wc.append(sample_scores(model(xw), yb, task))
+            c_linf.append(sample_scores(model(xl), yb, task))
             model.train(was)
     rows = []
     for case, c in (("average", c_avg), ("worst_case", torch.cat(c_wc).numpy()),
                     ("linf_matched", torch.cat(c_linf).numpy())):
         lo, hi = bootstrap_ci(lambda idx, c=c: float(c[idx].mean()), len(c), seed=seed)
         rows.append({"kind": "worst_case", "model": model_name, "artifact": artifact,
-                     "severity": severity, "case": case, "metric": "accuracy",
+                     "severity": severity, "case": case, "metric": _metric_name(task),
                      "mean": float(c.mean()), "ci_low": lo, "ci_high": hi, "n": len(c),
                      "eps_linf": eps, "draws": draws if case == "average" else 1})
     return rows
@@ -434,8 +469,9 @@ def label_noise_sweep(
     detect_fn: Callable[..., Tensor] | None = None,
     progress: bool = False,
     cache: str | os.PathLike | None = None,
+    task: str = "classification",
 ) -> list[Row]:
-    """Clean test accuracy for every noise model x rate x loss x seed, plus detection quality.
+    """Clean test accuracy (or Dice) for every noise model x rate x loss x seed, plus detection.
 
     Args:
         train_fn: ``train_fn(x, y, loss=name, seed=s) -> model`` trains a fresh model on the noisy
@@ -464,13 +500,13 @@ def label_noise_sweep(
         nm, r, s = str(cell[0]), float(cell[1]), int(cell[2])
         y_noisy = noise_models[nm](y, r, s) if r > 0 else y.clone()
         y_noisy = torch.as_tensor(y_noisy)
-        flipped = y_noisy != y
+        flipped = (y_noisy != y) if task == "classification" else (y_noisy != y).flatten(1).any(1)
         rows = []
         for loss in losses:
             model = train_fn(x, y_noisy, loss=loss, seed=s)
-            p = predict(model, xt)
+            score = float(sample_scores(predict(model, xt), yt, task).mean())
             rows.append({"kind": "label_noise", "noise": nm, "rate": r, "seed": s, "loss": loss,
-                         "metric": "accuracy", "mean": METRICS["accuracy"](p, yt), "n": len(yt)})
+                         "metric": _metric_name(task), "mean": score, "n": len(yt)})
         if detect_fn is not None and r > 0:
             flagged = torch.as_tensor(detect_fn(x, y_noisy, s)).bool()
             tp = int((flagged & flipped).sum())

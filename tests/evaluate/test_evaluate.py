@@ -317,3 +317,53 @@ def test_empty_section_disables_it(tmp_path):
     assert cfg["label_noise"] == {} and cfg["worst_case"] == []
     cfg = load_config(_write(tmp_path, "label_noise:\n  rates: [0.2]\n"))
     assert cfg["label_noise"]["rates"] == [0.2] and cfg["label_noise"]["losses"]  # merged over defaults
+
+
+def test_tiny_segmentation_study(tmp_path):
+    cfg = load_config(overrides={**TINY, "task": "segmentation",
+                                 "label_noise": {"rates": [0.0, 0.5], "epochs": 1, "n_train": 48}})
+    assert cfg["label_noise"]["noise"] == ["drop_components"]  # segmentation noise by default
+    out = tmp_path / "seg"
+    rep = run_study(cfg, out, progress=False)
+    data = json.loads((out / "results.json").read_text())
+    assert data["metric"] == "dice" and data["meta"]["task"] == "segmentation"
+    for section in ("severity", "adversarial", "worst_case", "label_noise"):
+        assert data[section], section
+        assert all(r["metric"] == "dice" and 0.0 <= r["mean"] <= 1.0 for r in data[section]), section
+    assert any("Dice" in f for f in rep.findings())
+
+
+def test_segmentation_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="has no masks"):
+        npz = tmp_path / "d.npz"
+        np.savez(npz, train_images=np.zeros((2, 8, 8)), train_labels=np.zeros(2))
+        load_config(_write(tmp_path, f"task: segmentation\ndata:\n  type: npz\n  path: {npz}\n"))
+    with pytest.raises(ConfigError, match="`label_noise.noise`"):
+        load_config(_write(tmp_path, "task: segmentation\nlabel_noise:\n  noise: [symmetric]\n"))
+
+
+def test_sample_scores_dice_convention():
+    from robustaug.evaluate.sweeps import sample_scores
+
+    y = torch.zeros(2, 4, 4, dtype=torch.long)
+    y[1, :2, :2] = 1
+    logits = torch.zeros(2, 2, 4, 4)
+    logits[:, 0] = 1.0  # predicts background everywhere
+    s = sample_scores(logits, y, "segmentation")
+    assert s.tolist() == [1.0, 0.0]  # empty/empty is perfect; a missed lesion scores 0
+
+
+def test_load_folder_with_masks(tmp_path):
+    from robustaug.data.datasets import load_folder
+
+    rows = ["filename,label,mask,split"]
+    for i in range(3):
+        np.save(tmp_path / f"im{i}.npy", np.full((8, 8), i, dtype=np.float32))
+        m = np.zeros((8, 8), dtype=np.int64)
+        m[:i, :i] = 1
+        np.save(tmp_path / f"m{i}.npy", m)
+        rows.append(f"im{i}.npy,0,m{i}.npy,train")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    x, y = load_folder(tmp_path, split="train", target="mask")
+    assert x.shape == (3, 1, 8, 8) and y.shape == (3, 8, 8) and y.dtype == torch.long
+    assert int(y[2].sum()) == 4
