@@ -64,11 +64,17 @@ class CoTeaching:
             ``reduction="none"``. Default: cross-entropy.
 
     Example:
-        >>> step = CoTeaching(m1, m2, opt1, opt2, forget_rate=0.4)   # doctest: +SKIP
-        >>> for epoch in range(epochs):                              # doctest: +SKIP
-        ...     for x, y, idx in loader:
-        ...         out = step(x, y, epoch=epoch, index=idx)
-        ...         kept = out["kept_index1"]   # dataset indices used to update model1
+        >>> import torch
+        >>> m1, m2 = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+        >>> opt1 = torch.optim.SGD(m1.parameters(), lr=0.1)
+        >>> opt2 = torch.optim.SGD(m2.parameters(), lr=0.1)
+        >>> step = CoTeaching(m1, m2, opt1, opt2, forget_rate=0.4)
+        >>> x, y, idx = torch.randn(10, 4), torch.randint(0, 3, (10,)), torch.arange(10)
+        >>> for epoch in range(2):
+        ...     out = step(x, y, epoch=epoch, index=idx)
+        >>> kept = out["kept_index1"]   # dataset indices used to update model1
+        >>> 0 < len(kept) <= 10
+        True
 
     References:
         Han et al., "Co-teaching: Robust Training of Deep Neural Networks with Extremely Noisy
