@@ -560,52 +560,15 @@ class BiasField(ArtifactThreat):
     def field(self, x: Tensor, theta: Tensor) -> Tensor:
         """The normalised bias field ``b`` ``(N, 1, *spatial)``, differentiable in ``theta``.
 
-        The same arithmetic as the artifact's ``apply`` (region from ``x``; rescaling of the
-        control values; positivity clamp), with gradients through ``alpha`` and ``beta``.
+        Calls the artifact's own :meth:`~robustaug.artifacts.mri_field.BiasField.rescale_control`
+        and ``field_from_control`` (region from ``x``, rescaling of the control values, positivity
+        clamp), here with gradients through the rescaling.
         """
-        from ..core.transform import bcast
-        from ..functional import mri_field as MF
-
         art = self._art
-        size = tuple(x.shape[2:])
-        b = x.shape[0]
         prm = self.to_params(x, theta)
         ctrl = torch.exp(prm["log_field"].to(device=x.device, dtype=x.dtype))
-        s = art._stride(size)
-        fld = MF.bspline_eval(ctrl, size, s).reshape(b, -1)
-        with torch.no_grad():
-            if art.normalize_over == "foreground":
-                sl = (slice(None), slice(None), *([slice(None, None, s)] * len(size)))
-                xs = x.detach()[sl].amax(1, keepdim=True)
-                flat = xs.reshape(b, -1)
-                lo, hi = flat.amin(1), flat.amax(1)
-                m = xs > bcast(lo + art.foreground_threshold * (hi - lo), xs)
-                if s > 1:
-                    from ..artifacts.mri_field import _dilate
-
-                    m = _dilate(m)
-                m = m.reshape(b, -1)
-                m = m | ~m.any(1, keepdim=True)
-            else:
-                m = torch.ones_like(fld, dtype=torch.bool)
-            big = torch.where(m, 0.0, math.inf)
-        fmin = (fld + big).amin(1)
-        fmax = (fld - big).amax(1)
-        ctr = (fld * m).sum(1) / m.sum(1) if art.center == "mean" else 0.5 * (fmin + fmax)
-        ptp = prm["peak_to_peak"].to(device=x.device, dtype=x.dtype)
-        span = fmax - fmin
-        ok = span > 0
-        alpha = torch.where(ok, ptp / torch.where(ok, span, torch.ones_like(span)),
-                            torch.zeros_like(span))
-        low = 1 - alpha * (ctr - fmin)
-        ctr = torch.where(low > 1e-3, ctr, 0.5 * (fmin + fmax))
-        beta = 1 - alpha * ctr
-        view = (-1, *([1] * (ctrl.ndim - 1)))
-        ctrl = alpha.reshape(view) * ctrl + beta.reshape(view)
-        out = MF.bspline_upsample(ctrl, size)
-        if bool((ctrl < 1e-3).any()):
-            out = out.clamp_min(1e-3)
-        return out
+        ctrl = art.rescale_control(x, ctrl, prm["peak_to_peak"])
+        return art.field_from_control(ctrl, tuple(x.shape[2:]))
 
     def apply(self, x: Tensor, theta: Tensor, data_range: tuple[float, float] | None) -> Tensor:
         return _clip(x * self.field(x, theta), data_range)

@@ -392,48 +392,69 @@ class BiasField(Transform):
             return self.stats_stride
         return max(1, math.ceil(max(size) / 64))
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
+    def region_mask(self, x: Tensor, stride: int) -> Tensor:
+        """``(B, M)`` bool mask of the voxels (on the stride-``stride`` grid) the range is set over."""
+        b, size = x.shape[0], tuple(x.shape[2:])
+        with torch.no_grad():
+            if self.normalize_over != "foreground":
+                n = math.prod(len(range(0, d, stride)) for d in size)
+                return torch.ones((b, n), dtype=torch.bool, device=x.device)
+            sl = (slice(None), slice(None), *([slice(None, None, stride)] * len(size)))
+            xs = x.detach()[sl].amax(1, keepdim=True)
+            flat = xs.reshape(b, -1)
+            lo, hi = flat.amin(1), flat.amax(1)
+            m = xs > bcast(lo + self.foreground_threshold * (hi - lo), xs)
+            if stride > 1:  # cover the full-resolution voxels between the samples: dilate by one
+                m = _dilate(m)
+            m = m.reshape(b, -1)
+            return m | ~m.any(1, keepdim=True)
+
+    def rescale_control(self, x: Tensor, ctrl: Tensor, peak_to_peak: Tensor) -> Tensor:
+        """Affinely rescale positive control values so the field spans ``peak_to_peak`` with centre 1.
+
+        Differentiable in ``ctrl`` and ``peak_to_peak`` (the region comes from ``x`` and is
+        piecewise constant); the artifact calls it without gradients, the physical threat
+        (:class:`robustaug.adversarial.physical.BiasField`) with them.
+        """
         size = tuple(x.shape[2:])
         b = x.shape[0]
-        ctrl = torch.exp(params["log_field"].to(device=x.device, dtype=x.dtype))
         s = self._stride(size)
+        field = F.bspline_eval(ctrl, size, s).reshape(b, -1)
+        m = self.region_mask(x, s)
+        big = torch.where(m, 0.0, math.inf)
+        fmin = (field + big).amin(1)
+        fmax = (field - big).amax(1)
+        if self.center == "mean":
+            ctr = (field * m).sum(1) / m.sum(1)
+        else:
+            ctr = 0.5 * (fmin + fmax)
+        ptp = peak_to_peak.to(device=x.device, dtype=x.dtype)
+        span = fmax - fmin
+        ok = span > 0
+        alpha = torch.where(ok, ptp / torch.where(ok, span, torch.ones_like(span)),
+                            torch.zeros_like(span))
+        # mean-centring can push the minimum to <= 0 for p close to 2: use the mid-range there
+        low = 1 - alpha * (ctr - fmin)
+        ctr = torch.where(low > 1e-3, ctr, 0.5 * (fmin + fmax))
+        beta = 1 - alpha * ctr
+        view = (-1, *([1] * (ctrl.ndim - 1)))
+        return alpha.reshape(view) * ctrl + beta.reshape(view)
+
+    @staticmethod
+    def field_from_control(ctrl: Tensor, size: tuple[int, ...]) -> Tensor:
+        """The full-resolution field: cubic B-spline through the (rescaled) control values."""
+        field = F.bspline_upsample(ctrl, size)
+        # far outside the region the extrapolated field could reach 0: keep it positive there
+        # (inside the region it is >= 1 - p > 0, so the range is untouched)
+        if bool((ctrl < 1e-3).any()):
+            field = field.clamp_min(1e-3)
+        return field
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        size = tuple(x.shape[2:])
+        ctrl = torch.exp(params["log_field"].to(device=x.device, dtype=x.dtype))
         with torch.no_grad():  # the rescaling is a (piecewise constant) function of the region only
-            field = F.bspline_eval(ctrl, size, s).reshape(b, -1)
-            if self.normalize_over == "foreground":
-                sl = (slice(None), slice(None), *([slice(None, None, s)] * len(size)))
-                xs = x.detach()[sl].amax(1, keepdim=True)
-                flat = xs.reshape(b, -1)
-                lo, hi = flat.amin(1), flat.amax(1)
-                m = xs > bcast(lo + self.foreground_threshold * (hi - lo), xs)
-                if s > 1:  # cover the full-resolution voxels between the samples: dilate by one
-                    m = _dilate(m)
-                m = m.reshape(b, -1)
-                m = m | ~m.any(1, keepdim=True)
-            else:
-                m = torch.ones_like(field, dtype=torch.bool)
-            big = torch.where(m, 0.0, math.inf)
-            fmin = (field + big).amin(1)
-            fmax = (field - big).amax(1)
-            if self.center == "mean":
-                ctr = (field * m).sum(1) / m.sum(1)
-            else:
-                ctr = 0.5 * (fmin + fmax)
-            ptp = params["peak_to_peak"].to(device=x.device, dtype=x.dtype)
-            span = fmax - fmin
-            ok = span > 0
-            alpha = torch.where(ok, ptp / torch.where(ok, span, torch.ones_like(span)),
-                                torch.zeros_like(span))
-            # mean-centring can push the minimum to <= 0 for p close to 2: use the mid-range there
-            low = 1 - alpha * (ctr - fmin)
-            ctr = torch.where(low > 1e-3, ctr, 0.5 * (fmin + fmax))
-            beta = 1 - alpha * ctr
-            view = (-1, *([1] * (ctrl.ndim - 1)))
-            ctrl = alpha.reshape(view) * ctrl + beta.reshape(view)
-            field = F.bspline_upsample(ctrl, size)
-            # far outside the region the extrapolated field could reach 0: keep it positive there
-            # (inside the region it is >= 1 - p > 0, so the range is untouched)
-            if bool((ctrl < 1e-3).any()):
-                field = field.clamp_min_(1e-3)
+            field = self.field_from_control(self.rescale_control(x, ctrl, params["peak_to_peak"]), size)
         if (torch.is_grad_enabled() and x.requires_grad) or field.shape != x.shape:
             return x * field
         return field.mul_(x)  # reuse the field's buffer (no second full-size allocation)
