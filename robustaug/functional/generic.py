@@ -32,10 +32,12 @@ __all__ = [
 
 
 def _per_sample(v: Tensor | float, x: Tensor) -> Tensor:
-    """Per-sample values ``(B,)`` on x's device/dtype, broadcastable to x."""
+    """Per-sample values ``(B,)`` (or a scalar) on x's device/dtype, shaped to broadcast against x."""
     t = torch.as_tensor(v, dtype=x.dtype, device=x.device)
     if t.ndim == 0:
         t = t.expand(x.shape[0])
+    if t.numel() != x.shape[0]:
+        raise ValueError(f"Per-sample parameters need {x.shape[0]} values (the batch), got {t.numel()}.")
     return t.reshape(-1, *([1] * (x.ndim - 1)))
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..core.rng import new_generator, per_sample_noise
+from .generic import _per_sample, _spatial
 
 __all__ = [
     "FAT_WATER_PPM",
@@ -44,23 +45,6 @@ __all__ = [
 GAMMA_BAR_MHZ_PER_T = 42.577478
 #: Fat-water chemical shift of the main (methylene) fat peak, in ppm.
 FAT_WATER_PPM = 3.5
-
-
-def _spatial(x: Tensor) -> int:
-    nd = x.ndim - 2
-    if nd not in (2, 3):
-        raise ValueError(f"`x` must be (B,C,H,W) or (B,C,D,H,W), got shape {tuple(x.shape)}.")
-    return nd
-
-
-def _per_sample(v: Tensor | float, x: Tensor) -> Tensor:
-    """Per-sample values ``(B,)`` (or a scalar) on x's device/dtype, shaped to broadcast against x."""
-    t = torch.as_tensor(v, dtype=x.dtype, device=x.device)
-    if t.ndim == 0:
-        t = t.expand(x.shape[0])
-    if t.numel() != x.shape[0]:
-        raise ValueError(f"Per-sample parameters need {x.shape[0]} values (the batch), got {t.numel()}.")
-    return t.reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def _axis(axis: int, nd: int, name: str = "axis") -> int:

@@ -9,18 +9,7 @@ from robustaug.artifacts.mri_field import BiasField
 from robustaug.data import phantom
 from robustaug.functional import mri_field as F
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_fixed_seed():
-    # tiny tensors: avoid OpenMP oversubscription on shared CPUs. Seeded transforms derive their
-    # stream from (seed, torch.initial_seed()); pin the latter so these tests do not depend on
-    # which tests ran before (global RNG state is restored afterwards).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_fixed_seed")
 
 
 def _field(t, ph):

@@ -7,22 +7,10 @@ properties for the six classes of robustaug.artifacts.mri_field so that they hol
 from __future__ import annotations
 
 import pytest
-import torch
 
 from robustaug.artifacts import mri_field as M
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_fixed_seed():
-    # tiny tensors: avoid OpenMP oversubscription on shared CPUs. Seeded transforms derive their
-    # stream from (seed, torch.initial_seed()); pin the latter so these tests do not depend on
-    # which tests ran before (global RNG state is restored afterwards).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_fixed_seed")
 
 
 CLASSES = [getattr(M, n) for n in M.__all__]
