@@ -683,10 +683,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     started = _init_distributed()
     rank = dist_info()[0]
+    ok = False
     try:
         report = run_study(cfg, args.out, progress=not args.no_progress)
+        ok = True
     finally:
         if started:
+            if ok:
+                # Every rank reaches the end before teardown: a rank that destroys its gloo group and
+                # exits while a peer is still writing the report can abort the peer's transport threads.
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
     if rank == 0:
         print("\n".join(["", "Findings:", *[f"- {f}" for f in report.findings()], "",

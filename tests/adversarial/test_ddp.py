@@ -47,6 +47,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         model.zero_grad()
         adv.RobustLoss(model, method="trades", threat=_threat(), seed=0)(xs, ys).backward()
         assert all(p.grad is not None for p in model.parameters())
+        dist.barrier()  # both ranks finish before either tears its gloo group down
     finally:
         dist.destroy_process_group()
 
