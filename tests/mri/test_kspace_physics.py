@@ -371,6 +371,38 @@ def test_ghosting_inference_path_matches_autograd_path_all_shift_kinds():
     assert torch.allclose(y[big], x[big], rtol=1e-6, atol=1e-6)
 
 
+def test_ghosting_fractional_inference_path_zero_lines_axes_and_signs():
+    # The fractional no-grad path crops to the box of non-zero phase-encode lines and transposes
+    # slabs so PE is last. It must equal the autograd path for every PE axis (PE last = no
+    # transpose), with zero lines inside and around the object, negative values (the min/max
+    # line test instead of sums), several channels and samples.
+    g = torch.Generator().manual_seed(7)
+    base = phantom((24, 40, 36), seed=5)["image"][None]
+    x = torch.cat([base, -0.5 * base.flip(-1)], 1)  # (1, 2, 24, 40, 36), second channel negative
+    x = torch.cat([x, torch.randn(x.shape, generator=g)], 0)  # a dense sample without zero lines
+    x[:, :, 10] = 0  # a zero slab inside the box
+    x[0, :, :, :, 5] = 0  # zero lines along every PE axis
+    x0 = x.clone()
+    for pe in (-1, -2, -3):
+        for n in (5.0, 7.3):
+            fast = F.ghosting(x, torch.tensor([0.6, 0.4]), n, 1.3, pe_axis=pe)
+            slow = F.ghosting(x.clone().requires_grad_(True), torch.tensor([0.6, 0.4]), n, 1.3,
+                              pe_axis=pe).detach()
+            assert (fast - slow).abs().max() < 2e-5, (pe, n)
+            assert fast.min() >= 0
+    assert torch.equal(x, x0)
+    # lines that are zero in the input stay exactly zero (ghosting acts along each PE line)
+    y = F.ghosting(x, 0.6, 5.0, 0.3, pe_axis=-2)
+    assert (y[:, :, 10] == 0).all() and (y[0, :, :, :, 5] == 0).all()
+    assert (y[1, :, 10] == 0).all()
+    # 2D, batch of mixed integer/fractional periods, one all-zero sample
+    x2 = torch.cat([phantom((48, 40), seed=s)["image"][None] for s in (1, 2)] + [torch.zeros(1, 1, 48, 40)])
+    per = torch.tensor([5.5, 8.0, 5.0])  # 48/8 = 6 whole pixels; 48/5.5 and 48/5 fractional
+    fast = F.ghosting(x2, 0.5, per, 0.2)
+    slow = F.ghosting(x2.clone().requires_grad_(True), 0.5, per, 0.2).detach()
+    assert (fast - slow).abs().max() < 2e-5 and (fast[2] == 0).all()
+
+
 def test_spike_inference_path_matches_autograd_path():
     # one spike, no grad: separable cos(theta) in slabs; must equal the direct formula
     x = torch.cat([phantom((40, 64, 56), seed=s)["image"][None] for s in (4, 5)], 1).double()
