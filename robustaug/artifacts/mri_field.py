@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -84,6 +85,31 @@ def _dilate(m: Tensor) -> Tensor:
         out.narrow(ax, 0, n - 1).logical_or_(m.narrow(ax, 1, n - 1))
         m = out
     return m
+
+
+def _region_np(xs: np.ndarray, thr: Any, dilate: bool) -> np.ndarray:
+    """``xs > thr`` on the statistics grid ``(B, *grid)``, dilated by one sample if ``dilate``.
+
+    The numpy twin of the mask built in :meth:`BiasField.region_mask` (the same comparison in the
+    same dtype; the dilation is the same separable 3 x ... x 3 box): the threshold is written into
+    a zero-padded buffer, then each axis is or-ed with its two neighbours.
+    """
+    if not dilate:
+        return xs > thr
+    nd = xs.ndim - 1
+    m = np.zeros((xs.shape[0], *[n + 2 for n in xs.shape[1:]]), dtype=bool)
+    np.greater(xs, thr, out=m[(slice(None), *([slice(1, -1)] * nd))])
+    for ax in range(1, nd + 1):
+        head = (slice(None),) * ax
+        out = m[(*head, slice(None, -2))] | m[(*head, slice(1, -1))]
+        out |= m[(*head, slice(2, None))]
+        m = out
+    return m
+
+
+#: Per-sample voxel count up to which the CPU path evaluates the full-resolution field with numpy
+#: (no per-op dispatch cost; single-threaded BLAS at these sizes); larger fields use torch.
+_NUMPY_FIELD_MAX = 1 << 18
 
 
 # ============================================================================= noise
@@ -383,8 +409,11 @@ class BiasField(Transform):
 
     def sample_params(self, x: Tensor, generator: torch.Generator | None) -> Params:
         n, nd = x.shape[0], x.ndim - 2
-        ptp = self.uniform(self.peak_to_peak_percent, n, generator) / 100.0
-        c = 0.5 * torch.randn((n, 1, *([self.n_control] * nd)), generator=generator, dtype=torch.float64)
+        lo, hi = self.peak_to_peak_percent
+        # the same draws as Transform.uniform / 100 and 0.5 * randn, in one call each
+        ptp = torch.empty(n, dtype=torch.float64).uniform_(lo / 100.0, hi / 100.0, generator=generator)
+        c = torch.normal(0.0, 0.5, (n, 1, *([self.n_control] * nd)), generator=generator,
+                         dtype=torch.float64)
         return {"peak_to_peak": ptp, "log_field": c}
 
     def _stride(self, size: tuple[int, ...]) -> int:
@@ -413,8 +442,10 @@ class BiasField(Transform):
         """Affinely rescale positive control values so the field spans ``peak_to_peak`` with centre 1.
 
         Differentiable in ``ctrl`` and ``peak_to_peak`` (the region comes from ``x`` and is
-        piecewise constant); the artifact calls it without gradients, the physical threat
-        (:class:`robustaug.adversarial.physical.BiasField`) with them.
+        piecewise constant); the physical threat
+        (:class:`robustaug.adversarial.physical.BiasField`) calls it with gradients. The artifact
+        itself (:meth:`apply`) uses an equivalent numpy evaluation on the CPU
+        (:meth:`_field_numpy`), which is tested against this one.
         """
         size = tuple(x.shape[2:])
         b = x.shape[0]
@@ -450,11 +481,91 @@ class BiasField(Transform):
             field = field.clamp_min(1e-3)
         return field
 
+    def _affine(self, fmin: float, fmax: float, mean: float, ptp: float) -> tuple[float, float]:
+        """``(alpha, beta)`` of :meth:`rescale_control` for one sample (Python floats)."""
+        span = fmax - fmin
+        alpha = ptp / span if span > 0 else 0.0
+        mid = 0.5 * (fmin + fmax)
+        ctr = mean if self.center == "mean" else mid
+        if not 1 - alpha * (ctr - fmin) > 1e-3:  # as in rescale_control: mid-range near p = 2
+            ctr = mid
+        return alpha, 1 - alpha * ctr
+
+    def _field_numpy(self, x: Tensor, params: Params) -> Tensor:
+        """``field_from_control(rescale_control(...))`` for a CPU float input, in numpy.
+
+        The same model and the same region (the same operations on ``x`` in its dtype); the field
+        statistics and the affine coefficients in float64, per sample, so a batch gives the
+        per-sample results. On a single 2D image the per-op dispatch cost of torch dominates this
+        small computation, so it runs in numpy with as few calls as possible. It is tested against
+        the torch path (:meth:`rescale_control`, which the physical threat uses with gradients).
+        """
+        b, size = x.shape[0], tuple(x.shape[2:])
+        nd, s = len(size), self._stride(size)
+        lf = params["log_field"]
+        if lf.requires_grad or lf.dtype != torch.float64:
+            lf = lf.detach().double()
+        ctrl = np.exp(lf.cpu().numpy())  # (B, 1, *k), float64
+        k = ctrl.shape[2:]
+        if nd == 2:  # the first-axis product serves both the statistics and the full field
+            first = F._bspline_matrix_np(size[0], k[0], 1, "float64") @ ctrl[:, 0]  # (B, H, k)
+            grid = first[:, ::s] @ F._bspline_matrix_np(size[1], k[1], s, "float64").T
+        else:
+            first = None
+            mats = [F._bspline_matrix_np(n, k[i], s, "float64") for i, n in enumerate(size)]
+            grid = F._apply_mats(ctrl, mats)[:, 0]
+        if self.normalize_over == "fov":
+            g = grid.reshape(b, -1)
+            stats = zip(g.min(1).tolist(), g.max(1).tolist(), g.mean(1).tolist())
+        else:
+            xn = (x.detach() if x.requires_grad else x).numpy()
+            sl = (slice(None, None, s),) * nd
+            xs = xn[(slice(None), 0, *sl)] if xn.shape[1] == 1 else xn[(slice(None), slice(None), *sl)].max(1)
+            f = self.foreground_threshold
+            if b == 1:
+                lo, hi = xs.min(), xs.max()
+                v = grid[_region_np(xs, lo + f * (hi - lo), s > 1)]
+                if v.size == 0:  # no voxel above the threshold (a constant image): the whole grid
+                    v = grid
+                stats = [(float(v.min()), float(v.max()), float(v.mean()))]
+            else:
+                flat = xs.reshape(b, -1)
+                lo, hi = flat.min(1), flat.max(1)
+                thr = (lo + f * (hi - lo)).reshape(b, *([1] * nd))
+                m = _region_np(xs, thr, s > 1).reshape(b, -1)
+                n = m.sum(1)
+                m[n == 0] = True
+                g = grid.reshape(b, -1)
+                stats = zip(np.where(m, g, np.inf).min(1).tolist(),
+                            np.where(m, g, -np.inf).max(1).tolist(),
+                            (np.where(m, g, 0.0).sum(1) / m.sum(1)).tolist())
+        coef = [self._affine(*st, p) for st, p in zip(stats, params["peak_to_peak"].tolist())]
+        if b == 1:
+            alpha, beta = coef[0]
+        else:
+            alpha, beta = np.array(coef).T.reshape(2, b, *([1] * (ctrl.ndim - 1)))
+        if first is None or math.prod(size) > _NUMPY_FIELD_MAX:
+            rescaled = torch.from_numpy(ctrl * alpha + beta).to(x.dtype)
+            return self.field_from_control(rescaled, size)
+        # rows of the B-spline matrices sum to 1, so B(alpha c + beta) = alpha B(c) + beta
+        dt = np.float32 if x.dtype == torch.float32 else np.float64
+        if b > 1:
+            alpha, beta = alpha[:, 0], beta[:, 0]
+        first = first * alpha + beta
+        field = np.matmul(first, F._bspline_matrix_np(size[1], k[1], 1, dt.__name__).T, dtype=dt)
+        if first.min() < 1e-3:  # as field_from_control: positive far outside the region
+            np.maximum(field, 1e-3, out=field)
+        return torch.from_numpy(field[:, None])
+
     def apply(self, x: Tensor, params: Params) -> Tensor:
         size = tuple(x.shape[2:])
-        ctrl = torch.exp(params["log_field"].to(device=x.device, dtype=x.dtype))
-        with torch.no_grad():  # the rescaling is a (piecewise constant) function of the region only
-            field = self.field_from_control(self.rescale_control(x, ctrl, params["peak_to_peak"]), size)
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            field = self._field_numpy(x, params)
+        else:
+            ctrl = torch.exp(params["log_field"].to(device=x.device, dtype=x.dtype))
+            with torch.no_grad():  # the rescaling is a (piecewise constant) function of the region
+                field = self.field_from_control(
+                    self.rescale_control(x, ctrl, params["peak_to_peak"]), size)
         if (torch.is_grad_enabled() and x.requires_grad) or field.shape != x.shape:
             return x * field
         return field.mul_(x)  # reuse the field's buffer (no second full-size allocation)

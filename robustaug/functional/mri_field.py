@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -231,21 +233,45 @@ def _bspline3(t: Tensor) -> Tensor:
     return torch.where(a < 1, inner, outer)
 
 
-def _bspline_matrix(n_out: int, n_ctrl: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``(n_out, n_ctrl)`` uniform cubic B-spline weights; rows sum to 1 (partition of unity)."""
-    return _bspline_matrix64(int(n_out), int(n_ctrl)).to(device=device, dtype=dtype)
+def _bspline_matrix(n_out: int, n_ctrl: int, dtype: torch.dtype, device: torch.device | str,
+                    stride: int = 1) -> Tensor:
+    """``(ceil(n_out / stride), n_ctrl)`` cubic B-spline weights (every ``stride``-th output row).
+
+    Rows sum to 1 (partition of unity). The matrix is a per-shape constant: it is built once in
+    float64 and cached per ``(n_out, n_ctrl, stride, dtype, device)``; callers must not modify it.
+    """
+    return _bspline_matrix_cached(int(n_out), int(n_ctrl), int(stride), dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=128)
+def _bspline_matrix_cached(n_out: int, n_ctrl: int, stride: int, dtype: torch.dtype,
+                           device: torch.device) -> Tensor:
+    # a normal (not an inference) tensor even when first built under torch.inference_mode(), so
+    # that later autograd-recording calls can use it
+    with torch.inference_mode(False), torch.no_grad():
+        m = _bspline_matrix64(n_out, n_ctrl)[::stride].contiguous()
+        return m.to(device=device, dtype=dtype, copy=True)
+
+
+@functools.lru_cache(maxsize=128)
+def _bspline_matrix_np(n_out: int, n_ctrl: int, stride: int, dtype: str) -> np.ndarray:
+    """:func:`_bspline_matrix` as a read-only numpy array (CPU fast paths), cached."""
+    m = np.array(_bspline_matrix64(n_out, n_ctrl).numpy()[::stride], dtype=dtype)  # a fresh copy
+    m.setflags(write=False)
+    return m
 
 
 @functools.lru_cache(maxsize=64)
 def _bspline_matrix64(n_out: int, n_ctrl: int) -> Tensor:
     if n_ctrl < 4:
         raise ValueError(f"A cubic B-spline needs >= 4 control points per axis, got {n_ctrl}.")
-    if n_out == 1:
-        u = torch.full((1,), (n_ctrl - 3) / 2.0, dtype=torch.float64)
-    else:
-        u = torch.linspace(0.0, n_ctrl - 3.0, n_out, dtype=torch.float64)
-    k = torch.arange(n_ctrl, dtype=torch.float64)
-    return _bspline3(u[:, None] + 1.0 - k[None, :])
+    with torch.inference_mode(False), torch.no_grad():
+        if n_out == 1:
+            u = torch.full((1,), (n_ctrl - 3) / 2.0, dtype=torch.float64)
+        else:
+            u = torch.linspace(0.0, n_ctrl - 3.0, n_out, dtype=torch.float64)
+        k = torch.arange(n_ctrl, dtype=torch.float64)
+        return _bspline3(u[:, None] + 1.0 - k[None, :])
 
 
 def bspline_upsample(coeffs: Tensor, size: Sequence[int]) -> Tensor:
@@ -270,7 +296,8 @@ def bspline_upsample(coeffs: Tensor, size: Sequence[int]) -> Tensor:
     return _apply_mats(coeffs, mats)
 
 
-def _apply_mats(coeffs: Tensor, mats: Sequence[Tensor]) -> Tensor:
+def _apply_mats(coeffs: Any, mats: Sequence[Any]) -> Any:
+    """Apply one matrix per spatial axis of ``coeffs`` ``(B, C, *ctrl)``: torch tensors or numpy arrays."""
     nd = len(mats)
     y = coeffs
     shape = list(coeffs.shape)
@@ -332,7 +359,7 @@ def bspline_eval(coeffs: Tensor, size: Sequence[int], stride: int = 1) -> Tensor
     """:func:`bspline_upsample` evaluated on every ``stride``-th voxel of a ``size`` grid only."""
     if stride == 1:
         return bspline_upsample(coeffs, size)
-    mats = [_bspline_matrix(int(n), coeffs.shape[2 + i], coeffs.dtype, coeffs.device)[::stride]
+    mats = [_bspline_matrix(int(n), coeffs.shape[2 + i], coeffs.dtype, coeffs.device, stride)
             for i, n in enumerate(size)]
     return _apply_mats(coeffs, mats)
 
