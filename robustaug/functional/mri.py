@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.rng import new_generator, per_sample_noise
-from .kspace import freq_index, magnitude, spatial_dim, spatial_dims
+from .kspace import TINY, freq_index, magnitude, spatial_dim, spatial_dims
 
 __all__ = [
     "acquisition_times",
@@ -1059,7 +1059,19 @@ def motion(
     re, im = _assemble_lines(xf0, xfm, seg, n, d)
     if complex_output:
         return torch.complex(re, im if im is not None else torch.zeros_like(re))
-    return magnitude(re, im) if im is not None else re.abs()
+    if im is None:
+        return re.abs()
+    if torch.is_grad_enabled() and (re.requires_grad or im.requires_grad):
+        return magnitude(re, im)
+    return _magnitude_(re, im)
+
+
+def _magnitude_(re: Tensor, im: Tensor) -> Tensor:
+    """:func:`~robustaug.functional.kspace.magnitude` without autograd, overwriting ``re`` (a
+    temporary) and ``im``: the same ``s / (sqrt(s + tiny) + sqrt(tiny))`` in four passes."""
+    s = re.mul_(re).addcmul_(im, im)
+    r = torch.add(s, TINY, out=im).sqrt_().add_(TINY**0.5)
+    return s.div_(r)
 
 
 def _line_energy(xf: Tensor, d: int) -> Tensor:
@@ -1110,6 +1122,7 @@ def _moved_spectra(
     per_pose: list[list[Tensor | None]] = [[None] * ne for _ in range(b)]
     for i in range(b):
         prev: Tensor | None = None
+        box = None
         for p in range(ne):
             if not used[i][p]:
                 prev = None
@@ -1122,7 +1135,11 @@ def _moved_spectra(
                 and torch.equal(tr[i, p], tr[i, p - 1])
             )
             if not same:
-                moved = _rigid_resample_3d(x[i : i + 1], rot[i, p], tr[i, p], sp)
+                if box is None:
+                    box = _nonzero_box(x[i])
+                    if box is None:  # all zero: every pose is zero
+                        box = [(0, 0)] * 3
+                moved = _rigid_resample_3d(x[i : i + 1], rot[i, p], tr[i, p], sp, box=box)
                 prev = torch.fft.rfft(moved, dim=d)
             per_pose[i][p] = prev
     out = []
@@ -1133,6 +1150,9 @@ def _moved_spectra(
             continue
         ref = next(col[i][p] for i in range(b) if col[i][p] is not None)
         assert ref is not None
+        if b == 1:
+            out.append(ref)
+            continue
         out.append(
             torch.cat([col[i][p] if col[i][p] is not None else torch.zeros_like(ref) for i in range(b)])
         )
@@ -1151,6 +1171,9 @@ def _assemble_lines(
     """
     nh = n // 2 + 1
     dev = xf0.device
+    grad = xf0.requires_grad or any(v is not None and v.requires_grad for v in xfm)
+    if not grad and xf0[0].numel() >= _RUN_MIN:
+        return _assemble_runs(xf0, xfm, seg.cpu(), n, d)
     seg = seg.to(dev)
     h = torch.arange(nh, device=dev)
     pos_seg = seg[:, h]
@@ -1168,7 +1191,56 @@ def _assemble_lines(
     return re, im
 
 
-def _rigid_resample_3d(x: Tensor, rotation_deg: Tensor, translation_mm: Tensor, sp: Sequence[float]) -> Tensor:
+#: Spectrum size per sample above which :func:`_assemble_lines` copies runs of lines.
+_RUN_MIN = 1 << 16
+
+
+def _assemble_runs(
+    xf0: Tensor, xfm: list[Tensor | None], seg: Tensor, n: int, d: int
+) -> tuple[Tensor, Tensor | None]:
+    """No-grad :func:`_assemble_lines`: the half-spectrum lines ``h`` whose pose pair
+    ``(pose of +h, pose of -h)`` is constant form a few runs (events split the acquisition order
+    into contiguous blocks), so the Hermitian part ``(P + Q)/2`` and anti-Hermitian part
+    ``(P - Q)/2`` are written run by run from the pose spectra (no masks, no ``where``)."""
+    nh = n // 2 + 1
+    h = torch.arange(nh)
+    pos_seg, neg_seg = seg[:, h], seg[:, (n - h) % n]
+    srcs = [xf0, *xfm]
+    herm = torch.empty_like(xf0)
+    anti: Tensor | None = None
+    dd = d - 1  # PE dim inside one sample
+    for i in range(xf0.shape[0]):
+        key = (pos_seg[i] * (len(srcs) + 1) + neg_seg[i]).tolist()
+        starts = [0] + [j for j in range(1, nh) if key[j] != key[j - 1]] + [nh]
+        for a, b in itertools.pairwise(starts):
+            p, q = int(pos_seg[i, a]), int(neg_seg[i, a])
+            sp_, sq_ = srcs[p], srcs[q]
+            assert sp_ is not None and sq_ is not None  # a pose some line uses has a spectrum
+            pp, qq = sp_[i].narrow(dd, a, b - a), sq_[i].narrow(dd, a, b - a)
+            hs = herm[i].narrow(dd, a, b - a)
+            if p == q:
+                hs.copy_(pp)
+                if anti is not None:
+                    anti[i].narrow(dd, a, b - a).zero_()
+                continue
+            if anti is None:  # zero what was skipped so far (earlier samples, earlier runs)
+                anti = torch.empty_like(xf0)
+                anti[:i].zero_()
+                anti[i].narrow(dd, 0, a).zero_()
+            torch.add(pp, qq, out=hs).mul_(0.5)
+            torch.sub(pp, qq, out=anti[i].narrow(dd, a, b - a)).mul_(-0.5j)
+    re = torch.fft.irfft(herm, n=n, dim=d)
+    return re, (torch.fft.irfft(anti, n=n, dim=d) if anti is not None else None)
+
+
+def _rigid_resample_3d(
+    x: Tensor,
+    rotation_deg: Tensor,
+    translation_mm: Tensor,
+    sp: Sequence[float],
+    crop: bool = True,
+    box: list[tuple[int, int]] | None = None,
+) -> Tensor:
     """One rigid pose of a volume ``(1, C, D, H, W)`` by a two-pass separable warp.
 
     The normalised sampling map ``u -> A u + c`` (spatial order D, H, W) of :func:`rigid_resample`
@@ -1178,6 +1250,8 @@ def _rigid_resample_3d(x: Tensor, rotation_deg: Tensor, translation_mm: Tensor, 
     batch over D). Both passes are vectorised 2D ``grid_sample`` calls, and the composition
     interpolates linearly once along each axis, like trilinear sampling. Falls back to one
     trilinear ``grid_sample`` when ``M`` is ill-conditioned (rotations near 90 degrees).
+    With ``crop`` only the bounding box of the warped non-zero voxels is resampled (exact);
+    ``box`` passes a precomputed :func:`_nonzero_box` of ``x[0]``.
     """
     dev, dt = x.device, x.dtype
     sh = list(x.shape[2:])
@@ -1198,6 +1272,31 @@ def _rigid_resample_3d(x: Tensor, rotation_deg: Tensor, translation_mm: Tensor, 
     ud, uh, uw = (_norm_coords(s, dev, dt) for s in sh)
     nd_, nh_, nw_ = sh
     ch = x.shape[1]
+    if not crop:
+        box = [(0, nd_), (0, nh_), (0, nw_)]
+    elif box is None:
+        box = _nonzero_box(x[0])
+    if box is None or any(b1 <= b0 for b0, b1 in box):
+        return torch.zeros_like(x) if not x.requires_grad else x * 0
+    (d0, d1), (h0, h1), (w0, w1) = box
+    td, tdh, tdw, ttau = (float(v) for v in (t[0].detach(), t[1].detach(), t[2].detach(), tau.detach()))
+    # Only the support of the warped object is resampled (exact: grid_sample pads with zeros, and
+    # outputs outside the support sample zeros only). Pass 1 keeps H and W, so z is non-zero only
+    # for h in [h0, h1), w in [w0, w1) and the d whose source index p (affine in d, h, w) falls
+    # within 1.5 voxels of [d0, d1); p is extremal over the (h, w) box at its corners.
+    dd = torch.arange(nd_, dtype=torch.float64)
+    p_lo = torch.full((nd_,), math.inf, dtype=torch.float64)
+    p_hi = torch.full((nd_,), -math.inf, dtype=torch.float64)
+    for hh, ww in itertools.product((h0, h1 - 1), (w0, w1 - 1)):
+        un = (td * ((2 * dd + 1) / nd_ - 1) + ttau + tdh * ((2 * hh + 1) / nh_ - 1)
+              + tdw * ((2 * ww + 1) / nw_ - 1))
+        pidx = ((un + 1) * nd_ - 1) / 2
+        p_lo, p_hi = torch.minimum(p_lo, pidx), torch.maximum(p_hi, pidx)
+    ok = ((p_hi >= d0 - 1.5) & (p_lo <= d1 + 0.5)).nonzero()
+    if ok.numel() == 0:
+        return torch.zeros_like(x) if not x.requires_grad else x * 0
+    z0, z1 = int(ok[0]), int(ok[-1]) + 1
+    hc, wc = h1 - h0, w1 - w0
     # Grids are built by broadcasting small (.., 2) factors straight into their interleaved
     # (N, H, W, 2) layout (one full-size write each; stacking channels is several times slower).
     zero = torch.zeros((), device=dev, dtype=dt)
@@ -1206,23 +1305,95 @@ def _rigid_resample_3d(x: Tensor, rotation_deg: Tensor, translation_mm: Tensor, 
         gx, gy = torch.broadcast_tensors(gx, gy)
         return torch.stack([gx, gy], -1)
 
-    # pass 1: batch over H, plane (D, W); grid[..., 0] = W (exact), grid[..., 1] = D'.
-    hd = pair(zero.expand(nh_, nd_), (t[0] * ud + tau)[None, :] + (t[1] * uh)[:, None])
-    wpart = pair(uw, t[2] * uw)  # (W, 2)
-    g1 = hd[:, :, None, :] + wpart[None, None, :, :]  # (H, D, W, 2)
-    xp = x[0].permute(2, 0, 1, 3)  # (H, C, D, W) view
+    # pass 1: batch over H, plane (D, W); grid[..., 0] = W (exact, local to the crop),
+    # grid[..., 1] = D' (the input keeps its full D extent).
+    udz, uhc, uwc = ud[z0:z1], uh[h0:h1], uw[w0:w1]
+    hd = pair(zero.expand(hc, z1 - z0), (t[0] * udz + tau)[None, :] + (t[1] * uhc)[:, None])
+    wpart = pair(_norm_coords(wc, dev, dt), t[2] * uwc)  # (Wc, 2)
+    g1 = _grid_sum(hd, wpart)  # (Hc, Dz, Wc, 2)
+    xp = x[0, :, :, h0:h1, w0:w1].permute(2, 0, 1, 3)  # (Hc, C, D, Wc) view
     z = F.grid_sample(xp, g1, mode="bilinear", padding_mode="zeros", align_corners=False)
     del g1
-    # pass 2: batch over D, plane (H, W); grid[..., 0] = W', grid[..., 1] = H'.
+    # pass 2: batch over D, plane (H, W) of the crop; global normalised coordinates H', W' map to
+    # the crop by u_loc = (n / n_c) u + (n - 2 i0) / n_c - 1. The output support for each d is the
+    # parallelogram whose source indices lie within 1.5 voxels of the crop; its box over all d is
+    # spanned by the preimages of the crop's corners at the two extreme d (affine in d).
+    sh_, oh_ = nh_ / hc, (nh_ - 2 * h0) / hc - 1
+    sw_, ow_ = nw_ / wc, (nw_ - 2 * w0) / wc - 1
+    ad = a.detach().double().cpu()
+    cd = c.detach().double().cpu()
+
+    def src_index(di: float, hi: float, wi: float) -> tuple[float, float]:
+        u = [(2 * di + 1) / nd_ - 1, (2 * hi + 1) / nh_ - 1, (2 * wi + 1) / nw_ - 1]
+        uh_ = sum(float(ad[1, k]) * u[k] for k in range(3)) + float(cd[1])
+        uw_ = sum(float(ad[2, k]) * u[k] for k in range(3)) + float(cd[2])
+        return ((uh_ + 1) * nh_ - 1) / 2, ((uw_ + 1) * nw_ - 1) / 2
+
+    hs, ws = [], []
+    for di in (z0, z1 - 1):
+        o = src_index(di, 0, 0)
+        e_h = [v - o_ for v, o_ in zip(src_index(di, 1, 0), o)]
+        e_w = [v - o_ for v, o_ in zip(src_index(di, 0, 1), o)]
+        det2 = e_h[0] * e_w[1] - e_w[0] * e_h[1]
+        for ph, pw in itertools.product((h0 - 1.5, h1 + 0.5), (w0 - 1.5, w1 + 0.5)):
+            r0, r1 = ph - o[0], pw - o[1]
+            hs.append((r0 * e_w[1] - e_w[0] * r1) / det2)
+            ws.append((e_h[0] * r1 - r0 * e_h[1]) / det2)
+    y0 = min(max(math.floor(min(hs)), 0), nh_)
+    y1 = min(max(math.ceil(max(hs)) + 1, y0), nh_)
+    x0_ = min(max(math.floor(min(ws)), 0), nw_)
+    x1_ = min(max(math.ceil(max(ws)) + 1, x0_), nw_)
+    if y1 <= y0 or x1_ <= x0_:
+        return torch.zeros_like(x) if not x.requires_grad else x * 0
+    uhy, uwy = uh[y0:y1], uw[x0_:x1_]
     dh = pair(
-        (a[2, 0] * ud + c[2])[:, None] + (a[2, 1] * uh)[None, :],
-        (a[1, 0] * ud + c[1])[:, None] + (a[1, 1] * uh)[None, :],
-    )  # (D, H, 2)
-    wpart = pair(a[2, 2] * uw, a[1, 2] * uw)  # (W, 2)
-    g2 = dh[:, :, None, :] + wpart[None, None, :, :]  # (D, H, W, 2)
-    zp = z.permute(2, 1, 0, 3)  # (D, C, H, W) view of (H, C, D, W)
+        sw_ * ((a[2, 0] * udz + c[2])[:, None] + (a[2, 1] * uhy)[None, :]) + ow_,
+        sh_ * ((a[1, 0] * udz + c[1])[:, None] + (a[1, 1] * uhy)[None, :]) + oh_,
+    )  # (Dz, Hy, 2)
+    wpart = pair(sw_ * a[2, 2] * uwy, sh_ * a[1, 2] * uwy)  # (Wy, 2)
+    g2 = _grid_sum(dh, wpart)  # (Dz, Hy, Wy, 2)
+    zp = z.permute(2, 1, 0, 3)  # (Dz, C, Hc, Wc) view of (Hc, C, Dz, Wc)
     y = F.grid_sample(zp, g2, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return y.permute(1, 0, 2, 3).reshape(1, ch, nd_, nh_, nw_)
+    y = y.permute(1, 0, 2, 3)[None]  # (1, C, Dz, Hy, Wy)
+    pads = (x0_, nw_ - x1_, y0, nh_ - y1, z0, nd_ - z1)
+    if any(pads):
+        y = F.pad(y, pads)
+    return y.reshape(1, ch, nd_, nh_, nw_)
+
+
+def _grid_sum(outer: Tensor, inner: Tensor) -> Tensor:
+    """``outer[:, :, None, :] + inner[None, None, :, :]`` for ``(A, B, 2)`` and ``(W, 2)``: a
+    ``(A, B, W, 2)`` sampling grid. Without autograd it is written as two strided planes (a
+    broadcast add whose innermost dimension has length 2 runs ~6x slower on CPU)."""
+    if torch.is_grad_enabled() and (outer.requires_grad or inner.requires_grad):
+        return outer[:, :, None, :] + inner[None, None, :, :]
+    g = torch.empty(
+        (*outer.shape[:2], inner.shape[0], 2),
+        device=outer.device,
+        dtype=torch.promote_types(outer.dtype, inner.dtype),
+    )
+    for k in range(2):
+        torch.add(outer[:, :, None, k], inner[None, None, :, k], out=g[..., k])
+    return g
+
+
+def _nonzero_box(x: Tensor) -> list[tuple[int, int]] | None:
+    """Half-open index ranges of the non-zero voxels of ``x`` (``(C, *spatial)``) per spatial axis,
+    or None when ``x`` is all zero (NaN counts as non-zero)."""
+    xa = x.detach()
+    if not bool(xa.amin() >= 0):
+        xa = xa.abs()
+    # two vectorised reductions: over the last axis (contiguous), and over all leading axes
+    head = xa.sum(-1).sum(0)  # (*spatial[:-1])
+    projs = [head.sum(dim=[j for j in range(head.ndim) if j != k]) for k in range(head.ndim)]
+    projs.append(xa.reshape(-1, xa.shape[-1]).sum(0))
+    box = []
+    for proj in projs:
+        idx = proj.nonzero()
+        if idx.numel() == 0:
+            return None
+        box.append((int(idx[0]), int(idx[-1]) + 1))
+    return box
 
 
 def _cpu(v: Tensor | float) -> Tensor:
