@@ -83,39 +83,87 @@ def _argmax1(x: Tensor) -> Tensor:
     return idx
 
 
-def _one_minus_p_dense(p: Tensor) -> Tensor:
-    """``1 - p_k`` for every class, accurate also for the dominant class (``1 - p_max`` is the sum
-    of the other probabilities, summed without cancellation)."""
-    # at most one class has p > 1/2; for the others 1 - p is exact to rounding. ``tiny`` keeps
-    # ``u > 0`` (``log p / u`` stays finite; it changes nothing above the underflow threshold)
-    big = p > 0.5
-    u = p.masked_fill(big, 0.0)
-    rest = u.sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
-    torch.neg(p, out=u).add_(1.0)  # reuse the buffer
-    return torch.where(big, rest, u, out=u)
+def _keep_mask(p: Tensor) -> Tensor:
+    """``[p_k <= 1/2]`` as 0./1. in ``p``'s dtype by arithmetic: ``(1/2 - p) * 2/eps + 1`` is exact
+    to the step, >= 1.5 below 1/2, 1 at 1/2 and <= 0 above, so clamping to [0, 1] gives the mask
+    (cheaper on CPU than a comparison to ``bool`` and a ``where``). At most one class per element
+    has ``p > 1/2``."""
+    return torch.rsub(p, 0.5).mul_(2.0 / torch.finfo(p.dtype).eps).add_(1.0).clamp_(0.0, 1.0)
 
 
-def _one_minus_p_label(p: Tensor, p_y: Tensor) -> Tensor:
-    """``1 - p_y``; when ``p_y > 1/2`` it is the sum of the other classes' probabilities (no
-    cancellation at ``p_y -> 1``)."""
-    big = p_y > 0.5
-    rest = p.masked_fill(p > 0.5, 0.0).sum(1).add_(torch.finfo(p.dtype).tiny)
-    return torch.where(big, rest, torch.rsub(p_y, 1.0))
+def _rest_of_big(p: Tensor, keep: Tensor, out: Tensor | None = None) -> Tensor:
+    """``sum_k p_k [p_k <= 1/2]`` (keepdim): ``1 - p_max`` without cancellation where ``p_max > 1/2``
+    (plus ``tiny`` so that it stays > 0; this changes nothing above the underflow threshold).
+    ``out``: a scratch buffer like ``p`` (overwritten)."""
+    small = torch.mul(p, keep, out=out) if out is not None else p * keep
+    return small.sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
+
+
+def _pow_gamma(u: Tensor, gamma: float, out: Tensor | None = None) -> Tensor:
+    """``u^gamma`` (``u > 0``, ``gamma > 0``): products and one ``sqrt`` for (half-)integer ``gamma``
+    up to 4 (the defaults 0.5 and 2), ``exp(gamma log u)`` otherwise; the same value up to
+    rounding, several times cheaper than ``exp``/``log`` passes on CPU."""
+    out = torch.empty_like(u) if out is None else out
+    whole = int(gamma)
+    if 2 * gamma == int(2 * gamma) and gamma <= 4:
+        if gamma != whole:
+            torch.sqrt(u, out=out)
+        else:
+            out.copy_(u)
+            whole -= 1
+        for _ in range(whole):
+            out.mul_(u)
+        return out
+    return torch.log(u, out=out).mul_(gamma).exp_()
+
+
+def _focal_dense(
+    p: Tensor, logp: Tensor, gamma: float, y: LabelIndex
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Focal terms of every class for the normalised focal losses.
+
+    With ``u = 1 - p``, ``FL_k = -u_k^gamma log p_k`` and ``FL' = dFL/dlog p = -u^gamma (1 - gamma
+    t)``, ``t = p log p / u`` (see :class:`FocalLoss`), returns the label's ``-FL_y`` ``(N, *)``,
+    ``-sum_k FL_k`` ``(N, *)`` and ``-FL'`` ``(N, C, *)``. ``u`` of the class with ``p > 1/2`` is
+    the sum of the other probabilities (exact near saturation); ``t`` lies in ``[-1, 0]`` (``-> -1``
+    as ``u -> 0``) and is clamped there, which only removes rounding noise of ``log p / u`` at
+    saturation. ``logp`` is overwritten.
+
+    About ten elementwise passes in two or three new ``(N, C, *)`` buffers: on CPU a fresh buffer
+    costs several passes (page faults), so everything else is in place, and for the (half-)integer
+    ``gamma`` of the defaults ``u^gamma`` is recomputed rather than kept.
+    """
+    if gamma == 0:
+        return gather_column(logp, y), logp.sum(1), torch.ones_like(logp)
+    if p.device.type != "cpu" or float(p.amax()) > 0.5:  # (the check is free on the CPU only)
+        keep = _keep_mask(p)
+        u = torch.empty_like(p)
+        rest = _rest_of_big(p, keep, out=u)  # u as scratch
+        torch.mul(p, -1.0, out=u).add_(1.0)
+        torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
+        ug = _pow_gamma(u, gamma, out=keep)
+    else:  # no p > 1/2: 1 - p is exact everywhere
+        u = torch.rsub(p, 1.0)
+        ug = _pow_gamma(u, gamma)
+    cheap = 2 * gamma == int(2 * gamma) and gamma <= 4
+    nfl = ug.mul_(logp) if cheap else torch.mul(ug, logp)
+    nfl_y, s_nfl = y.take(nfl, remember=False), nfl.sum(1)
+    del nfl
+    t = logp.mul_(p).div_(u).clamp_(-1.0, 0.0)
+    if cheap:
+        ug = _pow_gamma(u, gamma, out=ug)
+    return nfl_y, s_nfl, torch.addcmul(ug, ug, t, value=-gamma, out=u)
 
 
 def _focal_and_derivative(
     u: Tensor, p: Tensor, logp: Tensor, gamma: float
 ) -> tuple[Tensor, Tensor]:
-    """``FL = -u^gamma log p`` and ``dFL/dlog p = u^gamma (gamma p log p / u - 1)`` (``u = 1 - p``,
-    a temporary that is overwritten).
-
-    ``log p / u`` is bounded (-> -1 as ``u -> 0``); where ``u`` underflows to 0, ``log p`` is 0 too
-    and the clamped quotient gives the limit ``dFL/dlog p = 0`` (``u^gamma = 0``) for ``gamma > 0``.
-    """
+    """``FL = -u^gamma log p`` and ``dFL/dlog p = u^gamma (gamma t - 1)``, ``t = p log p / u``
+    clamped to its range ``[-1, 0]`` (``u = 1 - p`` > 0; per-element vectors)."""
     if gamma == 0:
         return -logp, -torch.ones_like(logp)
-    t = torch.mul(p, logp).div_(u)  # p log p / u
-    ug = u.log_().mul_(gamma).exp_()  # u^gamma, in place (u is a temporary of the caller)
+    t = torch.mul(p, logp).div_(u).clamp_(-1.0, 0.0)
+    ug = _pow_gamma(u, gamma)
     fl = torch.mul(ug, logp).neg_()
     return fl, t.mul_(ug).mul_(gamma).sub_(ug)
 
@@ -347,7 +395,12 @@ class FocalLoss(RobustLoss):
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         s = gather_column(z, y) - lse.squeeze(1)
         p_y = gather_column(p, y)
-        fl, d = _focal_and_derivative(_one_minus_p_label(p, p_y), p_y, s, self.gamma)
+        u = torch.rsub(p_y, 1.0)
+        over = p_y > 0.5
+        if p.device.type != "cpu" or bool(over.any()):  # 1 - p_y from the other classes
+            rest = _rest_of_big(p, _keep_mask(p)).squeeze(1)
+            u = torch.where(over, rest, u)
+        fl, d = _focal_and_derivative(u, p_y, s, self.gamma)
         return fl, [], [(y, d)]
 
 
@@ -378,15 +431,14 @@ class NFL(RobustLoss):
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         # L = f_y / S, f = FL, S = sum_k f_k: dL/dlog p_k = ([k = y] f'_y - L f'_k) / S
-        logp = z - lse
-        fl, d = _focal_and_derivative(_one_minus_p_dense(p), p, logp, self.gamma)
-        S = fl.sum(1)
-        L = gather_column(fl, y) / S
+        nfl_y, s_nfl, nd = _focal_dense(p, z - lse, self.gamma, y)  # -FL_y, -sum FL, -FL'
+        S = s_nfl.neg_()
+        L = nfl_y.div(S).neg_()  # FL_y / S
         k = self.scale / S
         return (
-            self.scale * L,
-            [(d, -k * L, d.sum(1))],
-            [(y, k * gather_column(d, y))],
+            self.scale * L if self.scale != 1 else L,
+            [(nd, k * L, nd.sum(1))],
+            [(y, gather_column(nd, y).mul(k).neg_())],
         )
 
 
@@ -639,19 +691,23 @@ class NNFL(RobustLoss):
         # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
         A = -math.log(self.min_prob)
         logp = z - lse
-        live = logp >= -A
-        lc = torch.clamp(logp, min=-A)
-        pc = p.clamp_min(self.min_prob)
-        fl, d = _focal_and_derivative(_one_minus_p_dense(pc), pc, lc, self.gamma)
-        f = torch.rsub(fl, A)
-        df = -d * live
-        S = f.sum(1)
-        fy = gather_column(f, y)
+        if z.device.type == "cpu" and bool((logp.amin(1) >= -A).all()):
+            # no probability below the floor (a free check on the CPU): nothing is clamped
+            nfl_y, s_nfl, df = _focal_dense(p, logp, self.gamma, y)  # f' = -FL'
+        else:
+            live = (logp >= -A).to(z.dtype)
+            pc = p.clamp_min(self.min_prob)
+            nfl_y, s_nfl, df = _focal_dense(pc, logp.clamp_(min=-A), self.gamma, y)
+            df.mul_(live)
+        # f_k = A - FL_k
+        S = s_nfl.add_(z.shape[1] * A)
+        fy = nfl_y.add(A)
         k = self.scale / S
+        L = fy / S
         return (
-            self.scale * (1 - fy / S),
-            [(df, k * fy / S, df.sum(1))],
-            [(y, -k * gather_column(df, y))],
+            torch.rsub(L, 1.0).mul_(self.scale),
+            [(df, k * L, df.sum(1))],
+            [(y, gather_column(df, y).mul(k).neg_())],
         )
 
 
