@@ -152,3 +152,51 @@ def test_dice_closed_form_gradient_matches_autograd(gamma, reduction, soft):
     v2, g2 = _value_and_grad(ref, z, t)
     torch.testing.assert_close(v1, v2, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [0.7, 1.5, 3.0])
+@pytest.mark.parametrize("cls", [FocalLoss, NFL, NNFL], ids=["focal", "nfl", "nnfl"])
+@pytest.mark.parametrize("scale", [0.3, 30.0], ids=["no_p_above_half", "saturated"])
+def test_focal_family_other_gammas_match_autograd(cls, gamma, scale):
+    """exp/log path (0.7), sqrt times products (1.5), products only (3); with and without a
+    class above p = 1/2 (the exact ``1 - p_max`` branch)."""
+    z = logits((5, 6, 3, 2), seed=8, scale=scale)
+    t = labels(5, 6, (3, 2), seed=8)
+    if scale < 1:
+        assert float(torch.softmax(z, 1).amax()) <= 0.5  # precondition of the cheap branch
+    kw = {"gamma": gamma, "reduction": "none"}
+    v1, g1 = _value_and_grad(cls(**kw), z, t)
+    v2, g2 = _value_and_grad(_reference(cls(**kw)), z, t)
+    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_keep_mask_is_the_exact_step(dtype):
+    from robustaug.losses.robust import _keep_mask, _pow_gamma
+
+    half = torch.tensor(0.5, dtype=dtype)
+    below = torch.nextafter(half, torch.tensor(0.0, dtype=dtype))
+    above = torch.nextafter(half, torch.tensor(1.0, dtype=dtype))
+    p = torch.stack([torch.zeros((), dtype=dtype), below, half, above, torch.ones((), dtype=dtype)])
+    p = torch.cat([p, torch.rand(50, generator=torch.Generator().manual_seed(0), dtype=dtype)])
+    p = p.view(1, -1)
+    assert torch.equal(_keep_mask(p), (p <= 0.5).to(dtype))
+    u = p[:, 1:] + 0.1
+    for gamma in (0.5, 1.0, 1.5, 2.0, 2.5, 0.7, 4.5):
+        torch.testing.assert_close(_pow_gamma(u, gamma), u**gamma)
+
+
+def test_integer_targets_fast_check_keeps_ignore_semantics():
+    z = logits((6, 4), seed=9)
+    t = labels(6, 4, seed=9)
+    t[0] = 1
+    for ignore in (1, 3, -100):
+        loss = robust_loss("nce+rce", ignore_index=ignore, reduction="none")
+        out = loss(z, t)
+        kept = t != ignore
+        assert bool((out[~kept] == 0).all())
+        ref = _reference(robust_loss("nce+rce", reduction="none"))(z, t)
+        torch.testing.assert_close(out[kept], ref[kept])
+    with pytest.raises(ValueError, match="class indices"):
+        robust_loss("ce")(z, torch.full((6,), 4))
