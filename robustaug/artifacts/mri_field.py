@@ -491,7 +491,7 @@ class BiasField(Transform):
             ctr = mid
         return alpha, 1 - alpha * ctr
 
-    def _field_numpy(self, x: Tensor, params: Params) -> Tensor:
+    def _field_numpy(self, x: Tensor, params: Params, multiply: bool = False) -> Tensor:
         """``field_from_control(rescale_control(...))`` for a CPU float input, in numpy.
 
         The same model and the same region (the same operations on ``x`` in its dtype); the field
@@ -499,42 +499,48 @@ class BiasField(Transform):
         per-sample results. On a single 2D image the per-op dispatch cost of torch dominates this
         small computation, so it runs in numpy with as few calls as possible. It is tested against
         the torch path (:meth:`rescale_control`, which the physical threat uses with gradients).
+        With ``multiply`` (``x`` must not need gradients and must have one channel) it returns
+        ``x * field`` instead, computed in the field's buffer.
         """
         b, size = x.shape[0], tuple(x.shape[2:])
         nd, s = len(size), self._stride(size)
         lf = params["log_field"]
-        if lf.requires_grad or lf.dtype != torch.float64:
-            lf = lf.detach().double()
-        ctrl = np.exp(lf.cpu().numpy())  # (B, 1, *k), float64
+        try:
+            lfn = lf.numpy()  # the recorded draw: a CPU tensor without gradient
+        except (RuntimeError, TypeError):
+            lfn = lf.detach().cpu().double().numpy()
+        ctrl = np.exp(lfn, dtype=np.float64)  # (B, 1, *k)
         k = ctrl.shape[2:]
         if nd == 2:  # the first-axis product serves both the statistics and the full field
             first = F._bspline_matrix_np(size[0], k[0], 1, "float64") @ ctrl[:, 0]  # (B, H, k)
-            grid = first[:, ::s] @ F._bspline_matrix_np(size[1], k[1], s, "float64").T
+            grid = first[:, ::s] @ F._bspline_matrix_np(size[1], k[1], s, "float64", True)
         else:
             first = None
             mats = [F._bspline_matrix_np(n, k[i], s, "float64") for i, n in enumerate(size)]
             grid = F._apply_mats(ctrl, mats)[:, 0]
+        xn = (x.detach() if x.requires_grad else x).numpy()
         if self.normalize_over == "fov":
             g = grid.reshape(b, -1)
             stats = zip(g.min(1).tolist(), g.max(1).tolist(), g.mean(1).tolist())
         else:
-            xn = (x.detach() if x.requires_grad else x).numpy()
             sl = (slice(None, None, s),) * nd
-            xs = xn[(slice(None), 0, *sl)] if xn.shape[1] == 1 else xn[(slice(None), slice(None), *sl)].max(1)
+            if xn.shape[1] == 1:
+                xs = np.ascontiguousarray(xn[(slice(None), 0, *sl)])
+            else:
+                xs = xn[(slice(None), slice(None), *sl)].max(1)
             f = self.foreground_threshold
             if b == 1:
                 lo, hi = xs.min(), xs.max()
                 v = grid[_region_np(xs, lo + f * (hi - lo), s > 1)]
                 if v.size == 0:  # no voxel above the threshold (a constant image): the whole grid
                     v = grid
-                stats = [(float(v.min()), float(v.max()), float(v.mean()))]
+                stats = [(float(v.min()), float(v.max()), float(v.sum()) / v.size)]
             else:
                 flat = xs.reshape(b, -1)
                 lo, hi = flat.min(1), flat.max(1)
                 thr = (lo + f * (hi - lo)).reshape(b, *([1] * nd))
                 m = _region_np(xs, thr, s > 1).reshape(b, -1)
-                n = m.sum(1)
-                m[n == 0] = True
+                m[m.sum(1) == 0] = True
                 g = grid.reshape(b, -1)
                 stats = zip(np.where(m, g, np.inf).min(1).tolist(),
                             np.where(m, g, -np.inf).max(1).tolist(),
@@ -545,28 +551,33 @@ class BiasField(Transform):
         else:
             alpha, beta = np.array(coef).T.reshape(2, b, *([1] * (ctrl.ndim - 1)))
         if first is None or math.prod(size) > _NUMPY_FIELD_MAX:
-            rescaled = torch.from_numpy(ctrl * alpha + beta).to(x.dtype)
-            return self.field_from_control(rescaled, size)
+            field_t = self.field_from_control(torch.from_numpy(ctrl * alpha + beta).to(x.dtype), size)
+            return field_t.mul_(x) if multiply else field_t
         # rows of the B-spline matrices sum to 1, so B(alpha c + beta) = alpha B(c) + beta
-        dt = np.float32 if x.dtype == torch.float32 else np.float64
+        dt = "float32" if x.dtype == torch.float32 else "float64"
         if b > 1:
             alpha, beta = alpha[:, 0], beta[:, 0]
-        first = first * alpha + beta
-        field = np.matmul(first, F._bspline_matrix_np(size[1], k[1], 1, dt.__name__).T, dtype=dt)
+        first = np.add(first * alpha, beta, dtype=dt)
+        field = first @ F._bspline_matrix_np(size[1], k[1], 1, dt, True)  # (B, H, W)
         if first.min() < 1e-3:  # as field_from_control: positive far outside the region
             np.maximum(field, 1e-3, out=field)
+        if multiply:
+            np.multiply(field, xn[:, 0], out=field)
         return torch.from_numpy(field[:, None])
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
         size = tuple(x.shape[2:])
+        grad = torch.is_grad_enabled() and x.requires_grad
         if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            if not grad and x.shape[1] == 1:
+                return self._field_numpy(x, params, multiply=True)
             field = self._field_numpy(x, params)
         else:
             ctrl = torch.exp(params["log_field"].to(device=x.device, dtype=x.dtype))
             with torch.no_grad():  # the rescaling is a (piecewise constant) function of the region
                 field = self.field_from_control(
                     self.rescale_control(x, ctrl, params["peak_to_peak"]), size)
-        if (torch.is_grad_enabled() and x.requires_grad) or field.shape != x.shape:
+        if grad or field.shape != x.shape:
             return x * field
         return field.mul_(x)  # reuse the field's buffer (no second full-size allocation)
 

@@ -254,9 +254,15 @@ def _bspline_matrix_cached(n_out: int, n_ctrl: int, stride: int, dtype: torch.dt
 
 
 @functools.lru_cache(maxsize=128)
-def _bspline_matrix_np(n_out: int, n_ctrl: int, stride: int, dtype: str) -> np.ndarray:
-    """:func:`_bspline_matrix` as a read-only numpy array (CPU fast paths), cached."""
-    m = np.array(_bspline_matrix64(n_out, n_ctrl).numpy()[::stride], dtype=dtype)  # a fresh copy
+def _bspline_matrix_np(n_out: int, n_ctrl: int, stride: int, dtype: str,
+                       transpose: bool = False) -> np.ndarray:
+    """:func:`_bspline_matrix` as a read-only numpy array (CPU fast paths), cached.
+
+    With ``transpose`` the C-contiguous transpose ``(n_ctrl, rows)``: a right factor that BLAS
+    reads without a copy.
+    """
+    m = _bspline_matrix64(n_out, n_ctrl).numpy()[::stride]
+    m = np.array(m.T if transpose else m, dtype=dtype, order="C")  # a fresh copy
     m.setflags(write=False)
     return m
 
