@@ -356,7 +356,9 @@ class BiasField(Transform):
         (``(B, 1, *([n_control] * ndim))``, before rescaling) and ``peak_to_peak`` (a fraction). The
         region is computed from the input in ``apply`` (piecewise constant in ``x``). Differentiable
         in ``x``; to attack the field itself use :func:`robustaug.functional.mri_field.bias_field`
-        on control values.
+        on control values. On the CPU the region statistics (and a 2D field) are computed with
+        numpy, which avoids torch's per-op cost on single images; the model is the same as the
+        torch path used on other devices (equal to float32 rounding, tested).
 
     References:
         Sled, Zijdenbos & Evans, IEEE TMI 17(1):87-97, 1998 (N3: smooth B-spline INU);
