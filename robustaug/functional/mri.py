@@ -12,10 +12,12 @@ encode). Frequencies are integers in cycles per field of view in unshifted FFT o
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -872,6 +874,59 @@ def _norm_coords(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n - 1
 
 
+def _rigid_grid_nograd(
+    rotation_deg: Tensor,
+    translation_mm: Tensor,
+    sp: Sequence[int],
+    spacing: Sequence[float],
+    coords: Sequence[Tensor] | None,
+    dev: torch.device,
+    dt: torch.dtype,
+) -> Tensor:
+    """The sampling grid of :func:`rigid_resample` without autograd: the pose coefficients in
+    float64 NumPy (a handful of scalars; tiny torch ops cost more in dispatch than in arithmetic),
+    then one contiguous plane per grid component, the first spatial axis' term plus the small sum
+    of the others; the planes are handed to ``grid_sample`` as a ``(n, *shape, nd)`` view (a
+    broadcast add into an interleaved layout whose innermost dimension has length ``nd`` runs
+    several times slower on CPU, and ``grid_sample`` reads the strided grid as fast)."""
+    nd = len(sp)
+    ang = np.radians(rotation_deg.detach().double().cpu().numpy().reshape(-1, 1 if nd == 2 else 3))
+    n = ang.shape[0]
+    if nd == 2:
+        c, s = np.cos(ang[:, 0]), np.sin(ang[:, 0])
+        rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    else:
+        rot = np.empty((n, 3, 3))
+        for i, (z, y, x_) in enumerate(ang):
+            rz = np.array([[np.cos(z), -np.sin(z), 0.0], [np.sin(z), np.cos(z), 0.0], [0.0, 0.0, 1.0]])
+            ry = np.array([[np.cos(y), 0.0, np.sin(y)], [0.0, 1.0, 0.0], [-np.sin(y), 0.0, np.cos(y)]])
+            rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(x_), -np.sin(x_)], [0.0, np.sin(x_), np.cos(x_)]])
+            rot[i] = rz @ ry @ rx
+    half_g = np.array([s_ * v / 2 for s_, v in zip(sp, spacing)])[::-1]  # grid order x=W, y=H, z=D
+    rt = np.swapaxes(rot, -1, -2)
+    a = rt * (half_g[None, None, :] / half_g[None, :, None])
+    t_g = translation_mm.detach().double().cpu().numpy().reshape(n, nd)[:, ::-1]
+    b = -np.einsum("nij,nj->ni", rt, t_g) / half_g
+    if coords is None:
+        cs = [(2 * np.arange(m) + 1) / m - 1 for m in sp]
+    else:
+        cs = [cc.detach().double().cpu().numpy().reshape(-1) for cc in coords]
+    shape = [len(cc) for cc in cs]
+    planes = torch.empty((n, nd, *shape), device=dev, dtype=dt)
+    for comp in range(nd):
+        rest = b[:, comp].reshape(n, *([1] * nd))
+        for ax in range(1, nd):
+            view = [1] * (nd + 1)
+            view[1 + ax] = shape[ax]
+            rest = rest + cs[ax].reshape(view) * a[:, comp, nd - 1 - ax].reshape(n, *([1] * nd))
+        first = cs[0].reshape(1, -1, *([1] * (nd - 1))) * a[:, comp, nd - 1].reshape(n, *([1] * nd))
+        torch.add(
+            torch.from_numpy(first).to(dev, dt), torch.from_numpy(rest).to(dev, dt),
+            out=planes[:, comp],
+        )
+    return planes.movedim(1, -1)
+
+
 def rigid_resample(
     x: Tensor,
     rotation_deg: Tensor,
@@ -899,6 +954,9 @@ def rigid_resample(
     nd = x.ndim - 2
     dev, dt = x.device, x.dtype
     sp = list(x.shape[2:])
+    if not (torch.is_grad_enabled() and (rotation_deg.requires_grad or translation_mm.requires_grad)):
+        grid = _rigid_grid_nograd(rotation_deg, translation_mm, sp, spacing, coords, dev, dt)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     half = torch.tensor([s * v / 2 for s, v in zip(sp, spacing)], device=dev, dtype=dt)
     half_g = half.flip(0)  # grid order x=W, y=H, z=D
     rot = _rotation_matrix(rotation_deg.to(dev, dt), nd)  # (n, nd, nd)
@@ -932,6 +990,12 @@ def acquisition_times(
     ``"linear"``: k-lines from -N/2 to N/2-1; ``"centric"``: from the k-space centre outwards
     (0, 1, -1, 2, -2, ...).
     """
+    return _acquisition_times(n, order).to(device, copy=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _acquisition_times(n: int, order: str) -> Tensor:
+    """Cached CPU float64 :func:`acquisition_times` (read-only by convention: never modified)."""
     m = freq_index(n, dtype=torch.float64)
     if order == "linear":
         key = m
@@ -940,7 +1004,7 @@ def acquisition_times(
     else:
         raise ValueError(f"`order` must be 'linear' or 'centric', got {order!r}.")
     rank = torch.argsort(torch.argsort(key, stable=True), stable=True).double()
-    return ((rank + 0.5) / n).to(device)
+    return (rank + 0.5) / n
 
 
 def _segments(t_line: Tensor, times: Tensor) -> Tensor:
@@ -958,6 +1022,10 @@ def _times_from_energy(energy: Tensor, t_line: Tensor, frac: Tensor, rel: Tensor
     j = (tail - frac[:, None]).abs().argmin(1).double()
     t1 = (j / n)[:, None]
     return t1 + rel.double() * (1 - t1)
+
+
+#: Elements per group of samples that :func:`motion` processes at once.
+_MOTION_CHUNK = 1 << 18
 
 
 def motion(
@@ -1039,13 +1107,23 @@ def motion(
             raise ValueError(
                 f"`spacing` must have {nd} values (one per spatial axis), got {spacing!r}."
             )
+    per = max(1, _MOTION_CHUNK // max(x[0].numel(), 1))
+    if b > per:  # cache-sized groups of samples: a big batch costs no more per image than one
+        me = None if moved_energy is None else _cpu(moved_energy).expand(b)
+        return torch.cat([
+            motion(x[i : i + per], rot[i : i + per], tr[i : i + per], tm[i : i + per],
+                   spacing=sp, pe_axis=pe_axis, order=order,
+                   moved_energy=None if me is None else me[i : i + per],
+                   acquisition=acquisition, slice_axis=slice_axis, complex_output=complex_output)
+            for i in range(0, b, per)
+        ])
     if acquisition == "multislice":
         return _motion_multislice(x, rot, tr, tm, sp, slice_axis, order)
     if acquisition != "3d":
         raise ValueError(f"`acquisition` must be '3d' or 'multislice', got {acquisition!r}.")
     d = spatial_dim(x, pe_axis, "pe_axis")
     n = x.shape[d]
-    t_line = acquisition_times(n, order)
+    t_line = _acquisition_times(n, order)
     rotated = rot.requires_grad or bool((rot.detach() != 0).any())
     if not rotated:
         return _motion_translation(x, tr, tm, sp, d, t_line, moved_energy, complex_output)
@@ -1112,10 +1190,14 @@ def _moved_spectra(
             sel = [k for k, (_, q) in enumerate(pairs) if q == p]
             if not sel:
                 continue
+            rows_l = [pairs[k][0] for k in sel]
+            if rows_l == list(range(b)) and sel == list(range(sel[0], sel[0] + b)):
+                out[p] = spec.narrow(0, sel[0], b)  # every sample uses this pose
+                continue
             full = torch.zeros(
                 (b, *spec.shape[1:]), dtype=spec.dtype, device=spec.device
             )
-            rows = torch.tensor([pairs[k][0] for k in sel], device=x.device)
+            rows = torch.tensor(rows_l, device=x.device)
             full = full.index_copy(0, rows, spec[torch.tensor(sel, device=x.device)])
             out[p] = full
         return out
@@ -1192,7 +1274,7 @@ def _assemble_lines(
 
 
 #: Spectrum size per sample above which :func:`_assemble_lines` copies runs of lines.
-_RUN_MIN = 1 << 16
+_RUN_MIN = 1 << 12
 
 
 def _assemble_runs(
@@ -1363,18 +1445,19 @@ def _rigid_resample_3d(
 
 def _grid_sum(outer: Tensor, inner: Tensor) -> Tensor:
     """``outer[:, :, None, :] + inner[None, None, :, :]`` for ``(A, B, 2)`` and ``(W, 2)``: a
-    ``(A, B, W, 2)`` sampling grid. Without autograd it is written as two strided planes (a
-    broadcast add whose innermost dimension has length 2 runs ~6x slower on CPU)."""
+    ``(A, B, W, 2)`` sampling grid. Without autograd it is written as two contiguous planes and
+    returned as a strided view (a broadcast add whose innermost dimension has length 2 runs ~6x
+    slower on CPU; ``grid_sample`` reads the strided grid as fast)."""
     if torch.is_grad_enabled() and (outer.requires_grad or inner.requires_grad):
         return outer[:, :, None, :] + inner[None, None, :, :]
     g = torch.empty(
-        (*outer.shape[:2], inner.shape[0], 2),
+        (2, *outer.shape[:2], inner.shape[0]),
         device=outer.device,
         dtype=torch.promote_types(outer.dtype, inner.dtype),
     )
     for k in range(2):
-        torch.add(outer[:, :, None, k], inner[None, None, :, k], out=g[..., k])
-    return g
+        torch.add(outer[:, :, None, k], inner[None, None, :, k], out=g[k])
+    return g.movedim(0, -1)
 
 
 def _nonzero_box(x: Tensor) -> list[tuple[int, int]] | None:

@@ -138,6 +138,26 @@ def test_motion_3d_inference_path_matches_autograd_path():
     assert torch.equal(x, x0)
 
 
+def test_motion_large_batch_in_groups_equals_per_sample():
+    # a batch is processed in cache-sized groups of samples; each sample must come out as if it
+    # were alone, with its own events, moved-energy fraction and pose (also complex output)
+    x = torch.cat([phantom((192, 192), seed=s)["image"][None] for s in range(11)])
+    per = F._MOTION_CHUNK // x[0].numel()
+    assert 1 < per < x.shape[0]
+    g = torch.Generator().manual_seed(3)
+    rot = (torch.rand(11, 2, 1, generator=g) - 0.5) * 20
+    tr = (torch.rand(11, 2, 2, generator=g) - 0.5) * 10
+    times = torch.sort(torch.rand(11, 2, generator=g), 1).values
+    times[:, 0] = 0
+    me = 0.1 + 0.3 * torch.rand(11, generator=g)
+    for cplx in (False, True):
+        y = F.motion(x, rot, tr, times, moved_energy=me, complex_output=cplx)
+        for i in (0, per - 1, per, 10):
+            yi = F.motion(x[i : i + 1], rot[i : i + 1], tr[i : i + 1], times[i : i + 1],
+                          moved_energy=me[i : i + 1], complex_output=cplx)
+            assert (y[i : i + 1] - yi).abs().max() < 1e-5
+
+
 def test_motion_rotation_dc_and_nonnegative():
     x = _head(64)
     rot = torch.tensor([[[6.0], [-8.0]]], dtype=torch.float64)
