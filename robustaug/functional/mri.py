@@ -520,24 +520,27 @@ def _spike1_nograd(
     out = torch.empty_like(x)
     sp = x.shape[2:]
     two_pi = 2 * math.pi
-    k64, ph64 = k.detach().double().cpu(), ph.detach().double().cpu()
+    k64, ph64 = k.detach().double().cpu().numpy(), ph.detach().double().cpu().numpy()
     bamp = (amp.detach()[:, None] * mean.detach().abs().flatten(1)).cpu().tolist()  # (B, C)
     rows = sp[0]
     step = max(1, min(rows, _CHUNK * rows // max(1, x[0].numel())))
+
+    def dev(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(a).to(device=x.device, dtype=x.dtype)
+
     for b in range(x.shape[0]):
-        # per-axis phases (float64, small): theta = ph + sum_j 2 pi k_j r_j / N_j
-        axis_ph = [torch.zeros(n, dtype=torch.float64) for n in sp]
+        # per-axis phases (float64 NumPy, small): theta = ph + sum_j 2 pi k_j r_j / N_j
+        axis_ph = [np.zeros(n) for n in sp]
         for j, dd in enumerate(dims):
             n_ = sp[dd - 2]
-            axis_ph[dd - 2] = two_pi * float(k64[b, j]) * torch.arange(n_, dtype=torch.float64) / n_
+            axis_ph[dd - 2] = two_pi * float(k64[b, j]) * np.arange(n_) / n_
         t0 = axis_ph[0] + float(ph64[b])
-        tp = torch.zeros(sp[1:], dtype=torch.float64)
+        tp = np.zeros(sp[1:])
         for j, v in enumerate(axis_ph[1:]):
             tp = tp + v.reshape([-1 if q == j else 1 for q in range(len(sp) - 1)])
-        cp = torch.cos(tp).to(device=x.device, dtype=x.dtype)
-        sp_ = torch.sin(tp).to(device=x.device, dtype=x.dtype)
-        al = torch.cos(t0).to(device=x.device, dtype=x.dtype).reshape(-1, *[1] * (len(sp) - 1))
-        be = torch.sin(t0).to(device=x.device, dtype=x.dtype).reshape(-1, *[1] * (len(sp) - 1))
+        cp, sp_ = dev(np.cos(tp)), dev(np.sin(tp))
+        al = dev(np.cos(t0).reshape(-1, *[1] * (len(sp) - 1)))
+        be = dev(np.sin(t0).reshape(-1, *[1] * (len(sp) - 1)))
         for c in range(x.shape[1]):
             bc = bamp[b][c]
             xc_all, oc_all = x[b, c], out[b, c]
