@@ -183,7 +183,21 @@ class _IndexLossFn(torch.autograd.Function):
             ell = torch.where(valid, ell, torch.zeros((), dtype=ell.dtype, device=ell.device))
         if ew is not None:
             ell = ell * ew
-        ctx.dense, ctx.cols = dense, cols
+        # everything of the backward that does not depend on the incoming gradient:
+        # -sum_k G_k and the coefficient of the all-ones terms
+        total: Tensor | float = 0.0
+        for _, coef, bsum in dense:
+            total = _accumulate(total, coef * bsum, owned=True)
+        for _, coef in cols:
+            total = _accumulate(total, coef)
+        ones: Tensor | float = 0.0
+        for base, coef, _ in dense:
+            if base is None:
+                ones = _accumulate(ones, coef)
+        ctx.neg_total = total.neg_() if isinstance(total, Tensor) else -total
+        ctx.ones = ones
+        ctx.dense = [(base, coef) for base, coef, _ in dense if base is not None]
+        ctx.cols = cols
         ctx.save_for_backward(p, ew)
         return ell
 
@@ -192,24 +206,32 @@ class _IndexLossFn(torch.autograd.Function):
         p, ew = ctx.saved_tensors
         with torch.autocast(device_type=p.device.type, enabled=False):
             w = g.to(p.dtype) if ew is None else g.to(p.dtype) * ew
-            total: Tensor | float = 0.0
-            for _, coef, bsum in ctx.dense:
-                total = total + coef * bsum
-            for _, coef in ctx.cols:
-                total = total + coef
-            neg_a = (w * total).neg_().unsqueeze(1)
-            ones = [coef for base, coef, _ in ctx.dense if base is None]
-            if ones:  # broadcast terms fused with the softmax Jacobian: one dense pass
-                flat = w * sum(ones)
-                gz = torch.addcmul(flat.unsqueeze(1).expand_as(p), p, neg_a)
+            neg_a = (w * ctx.neg_total).unsqueeze(1)
+            if not isinstance(ctx.ones, float) or ctx.ones != 0.0:
+                # broadcast terms fused with the softmax Jacobian: one dense pass
+                flat = (w * ctx.ones).unsqueeze(1).expand_as(p)
+                gz = torch.addcmul(flat, p, neg_a)
             else:
                 gz = p * neg_a
-            for base, coef, _ in ctx.dense:
-                if base is not None:
-                    gz.addcmul_(base, (w * coef).unsqueeze(1))
+            for base, coef in ctx.dense:
+                gz.addcmul_(base, (w * coef).unsqueeze(1))
             for idx, coef in ctx.cols:
                 idx.add_to(gz, w * coef)
         return gz, None, None, None, None
+
+
+def _accumulate(acc: Tensor | float, v: Tensor | float, owned: bool = False) -> Tensor | float:
+    """``acc + v``; the tensor it returns is always a new one (``v`` when ``owned``: a fresh
+    temporary of the caller), so later calls add in place."""
+    if isinstance(acc, Tensor):
+        if not isinstance(v, Tensor) or torch.broadcast_shapes(acc.shape, v.shape) == acc.shape:
+            return acc.add_(v)
+        return acc + v
+    if isinstance(v, Tensor):
+        if acc == 0.0:
+            return v if owned else v.clone()
+        return v.add_(acc) if owned else v + acc
+    return acc + v
 
 
 class LabelIndex:

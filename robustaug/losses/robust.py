@@ -135,6 +135,8 @@ def _focal_dense(
     """
     if gamma == 0:
         return gather_column(logp, y), logp.sum(1), torch.ones_like(logp)
+    if gamma == 0.5:
+        return _focal_dense_sqrt(p, logp, y)
     if p.device.type != "cpu" or float(p.amax()) > 0.5:  # (the check is free on the CPU only)
         keep = _keep_mask(p)
         u = torch.empty_like(p)
@@ -153,6 +155,42 @@ def _focal_dense(
     if cheap:
         ug = _pow_gamma(u, gamma, out=ug)
     return nfl_y, s_nfl, torch.addcmul(ug, ug, t, value=-gamma, out=u)
+
+
+def _one_minus_p(p: Tensor) -> Tensor:
+    """``1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
+    others (see :func:`_rest_of_big`)."""
+    if p.device.type == "cpu" and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
+        return torch.rsub(p, 1.0)
+    keep = _keep_mask(p)
+    u = torch.empty_like(p)
+    rest = _rest_of_big(p, keep, out=u)  # u as scratch
+    torch.mul(p, -1.0, out=u).add_(1.0)
+    return torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
+
+
+def _dot1(a: Tensor, b: Tensor) -> Tensor:
+    """``(a * b).sum(1)`` without a dense temporary where that is cheap (2-D: a batched matrix
+    product; few classes: a loop over them)."""
+    if a.dim() == 2:
+        return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(a.shape[0])
+    if a.shape[1] <= 16:
+        out = a[:, 0] * b[:, 0]
+        for k in range(1, a.shape[1]):
+            out.addcmul_(a[:, k], b[:, k])
+        return out
+    return (a * b).sum(1)
+
+
+def _focal_dense_sqrt(p: Tensor, logp: Tensor, y: LabelIndex) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_focal_dense` for ``gamma = 1/2`` (the NFL/NNFL default) in one new buffer:
+    ``v = sqrt(u)`` is kept and ``u = v^2`` (equal up to rounding), the class sum comes from
+    :func:`_dot1`, and ``-FL' = v (1 - t/2)`` overwrites ``logp``."""
+    v = _one_minus_p(p).sqrt_()
+    nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
+    s_nfl = _dot1(v, logp)
+    t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
+    return nfl_y, s_nfl, t.mul_(-0.5).add_(1.0).mul_(v)
 
 
 def _focal_and_derivative(
@@ -277,7 +315,7 @@ class MAE(RobustLoss):
         return self.scale * one_minus_p(logp)
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        return self.scale * one_minus_p(s), -self.scale * s.exp()
+        return torch.expm1(s).mul_(-self.scale), torch.exp(s).mul_(-self.scale)
 
 
 @register_loss("rce")
@@ -304,7 +342,8 @@ class RCE(RobustLoss):
         return -self.A * one_minus_p(logp)
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        return -self.A * one_minus_p(s), self.A * s.exp()
+        # -A (1 - p_y) = A expm1(log p_y); derivative A p_y
+        return torch.expm1(s).mul_(self.A), torch.exp(s).mul_(self.A)
 
 
 @register_loss("sce")
@@ -835,10 +874,16 @@ class ActivePassive(RobustLoss):
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         la, da, ca = self.active._index_terms(z, y, p, lse)
         lp, dp, cp = self.passive._index_terms(z, y, p, lse)
-        dense = [(b, self.alpha * c, bs) for b, c, bs in da]
-        dense += [(b, self.beta * c, bs) for b, c, bs in dp]
-        cols = [(i, self.alpha * c) for i, c in ca] + [(i, self.beta * c) for i, c in cp]
-        return self.alpha * la + self.beta * lp, dense, cols
+        a, b = self.alpha, self.beta
+
+        def sc(w: float, c: Tensor | float) -> Tensor | float:
+            return c if w == 1.0 else w * c  # (the presets' weights are mostly 1: no extra pass)
+
+        dense = [(base, sc(a, c), bs) for base, c, bs in da]
+        dense += [(base, sc(b, c), bs) for base, c, bs in dp]
+        cols = [(i, sc(a, c)) for i, c in ca] + [(i, sc(b, c)) for i, c in cp]
+        ell = torch.add(la, lp, alpha=b) if a == 1.0 else (la * a).add_(lp, alpha=b)
+        return ell, dense, cols
 
 
 def _preset_factory(name: str):
