@@ -260,6 +260,8 @@ class Transform(SeedMixin, nn.Module):
                 rec["apply"] = self._sample_mask(n, g)
         else:
             rec = self._check_params(params, n)
+        if n and params is None and self.p >= 1.0:  # every sample is corrupted: no mask checks
+            return self.apply(x, rec), rec
         mask = rec["apply"]
         if n == 0 or not bool(mask.any()):
             return x, rec
@@ -312,11 +314,13 @@ class Transform(SeedMixin, nn.Module):
         _, batched = resolve_layout(x, self.dims, self.spatial_dims, "x")
         xb = x if batched else x.unsqueeze(0)
         unit = self.uint8_unit_range and x.dtype == torch.uint8
-        xc = xb.to(_compute_dtype(xb.dtype))
+        cd = _compute_dtype(xb.dtype)
+        xc = xb if xb.dtype == cd else xb.to(cd)
         if unit:
             xc = xc / 255.0
         y, rec = self._run(xc, params, generator)
-        self.last_params = rec
+        # a plain dict attribute: skip nn.Module.__setattr__'s parameter/module/buffer bookkeeping
+        object.__setattr__(self, "last_params", rec)
         if unit:
             y = y * 255.0
         if y is xb:
