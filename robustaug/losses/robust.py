@@ -83,12 +83,14 @@ def _argmax1(x: Tensor) -> Tensor:
     return idx
 
 
-def _keep_mask(p: Tensor) -> Tensor:
+def _keep_mask(p: Tensor, out: Tensor | None = None) -> Tensor:
     """``[p_k <= 1/2]`` as 0./1. in ``p``'s dtype by arithmetic: ``(1/2 - p) * 2/eps + 1`` is exact
     to the step, >= 1.5 below 1/2, 1 at 1/2 and <= 0 above, so clamping to [0, 1] gives the mask
     (cheaper on CPU than a comparison to ``bool`` and a ``where``). At most one class per element
-    has ``p > 1/2``."""
-    return torch.rsub(p, 0.5).mul_(2.0 / torch.finfo(p.dtype).eps).add_(1.0).clamp_(0.0, 1.0)
+    has ``p > 1/2``. ``out``: a buffer like ``p`` to write it to."""
+    big = 2.0 / torch.finfo(p.dtype).eps
+    d = torch.sub(p, 0.5, out=out) if out is not None else p - 0.5
+    return d.mul_(-big).add_(1.0).clamp_(0.0, 1.0)
 
 
 def _rest_of_big(p: Tensor, keep: Tensor, out: Tensor | None = None) -> Tensor:
@@ -97,6 +99,18 @@ def _rest_of_big(p: Tensor, keep: Tensor, out: Tensor | None = None) -> Tensor:
     ``out``: a scratch buffer like ``p`` (overwritten)."""
     small = torch.mul(p, keep, out=out) if out is not None else p * keep
     return small.sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
+
+
+def _one_minus_p(p: Tensor, scratch: Tensor | None = None) -> Tensor:
+    """``u = 1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
+    others (see :func:`_rest_of_big`); ``scratch``: a buffer like ``p`` it may overwrite."""
+    u = torch.empty_like(p)
+    if p.device.type == "cpu" and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
+        return torch.mul(p, -1.0, out=u).add_(1.0)  # no p > 1/2: 1 - p is exact everywhere
+    keep = _keep_mask(p, out=scratch)
+    rest = _rest_of_big(p, keep, out=u)  # u as scratch
+    torch.mul(p, -1.0, out=u).add_(1.0)
+    return torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
 
 
 def _pow_gamma(u: Tensor, gamma: float, out: Tensor | None = None) -> Tensor:
@@ -117,58 +131,6 @@ def _pow_gamma(u: Tensor, gamma: float, out: Tensor | None = None) -> Tensor:
     return torch.log(u, out=out).mul_(gamma).exp_()
 
 
-def _focal_dense(
-    p: Tensor, logp: Tensor, gamma: float, y: LabelIndex
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Focal terms of every class for the normalised focal losses.
-
-    With ``u = 1 - p``, ``FL_k = -u_k^gamma log p_k`` and ``FL' = dFL/dlog p = -u^gamma (1 - gamma
-    t)``, ``t = p log p / u`` (see :class:`FocalLoss`), returns the label's ``-FL_y`` ``(N, *)``,
-    ``-sum_k FL_k`` ``(N, *)`` and ``-FL'`` ``(N, C, *)``. ``u`` of the class with ``p > 1/2`` is
-    the sum of the other probabilities (exact near saturation); ``t`` lies in ``[-1, 0]`` (``-> -1``
-    as ``u -> 0``) and is clamped there, which only removes rounding noise of ``log p / u`` at
-    saturation. ``logp`` is overwritten.
-
-    About ten elementwise passes in two or three new ``(N, C, *)`` buffers: on CPU a fresh buffer
-    costs several passes (page faults), so everything else is in place, and for the (half-)integer
-    ``gamma`` of the defaults ``u^gamma`` is recomputed rather than kept.
-    """
-    if gamma == 0:
-        return gather_column(logp, y), logp.sum(1), torch.ones_like(logp)
-    if gamma == 0.5:
-        return _focal_dense_sqrt(p, logp, y)
-    if p.device.type != "cpu" or float(p.amax()) > 0.5:  # (the check is free on the CPU only)
-        keep = _keep_mask(p)
-        u = torch.empty_like(p)
-        rest = _rest_of_big(p, keep, out=u)  # u as scratch
-        torch.mul(p, -1.0, out=u).add_(1.0)
-        torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
-        ug = _pow_gamma(u, gamma, out=keep)
-    else:  # no p > 1/2: 1 - p is exact everywhere
-        u = torch.rsub(p, 1.0)
-        ug = _pow_gamma(u, gamma)
-    cheap = 2 * gamma == int(2 * gamma) and gamma <= 4
-    nfl = ug.mul_(logp) if cheap else torch.mul(ug, logp)
-    nfl_y, s_nfl = y.take(nfl, remember=False), nfl.sum(1)
-    del nfl
-    t = logp.mul_(p).div_(u).clamp_(-1.0, 0.0)
-    if cheap:
-        ug = _pow_gamma(u, gamma, out=ug)
-    return nfl_y, s_nfl, torch.addcmul(ug, ug, t, value=-gamma, out=u)
-
-
-def _one_minus_p(p: Tensor) -> Tensor:
-    """``1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
-    others (see :func:`_rest_of_big`)."""
-    if p.device.type == "cpu" and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
-        return torch.rsub(p, 1.0)
-    keep = _keep_mask(p)
-    u = torch.empty_like(p)
-    rest = _rest_of_big(p, keep, out=u)  # u as scratch
-    torch.mul(p, -1.0, out=u).add_(1.0)
-    return torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
-
-
 def _dot1(a: Tensor, b: Tensor) -> Tensor:
     """``(a * b).sum(1)`` without a dense temporary where that is cheap (2-D: a batched matrix
     product; few classes: a loop over them)."""
@@ -182,15 +144,60 @@ def _dot1(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(1)
 
 
-def _focal_dense_sqrt(p: Tensor, logp: Tensor, y: LabelIndex) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`_focal_dense` for ``gamma = 1/2`` (the NFL/NNFL default) in one new buffer:
-    ``v = sqrt(u)`` is kept and ``u = v^2`` (equal up to rounding), the class sum comes from
-    :func:`_dot1`, and ``-FL' = v (1 - t/2)`` overwrites ``logp``."""
-    v = _one_minus_p(p).sqrt_()
-    nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
-    s_nfl = _dot1(v, logp)
-    t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
-    return nfl_y, s_nfl, t.mul_(-0.5).add_(1.0).mul_(v)
+def _focal_dense(
+    p: Tensor, z: Tensor, lse: Tensor, gamma: float, y: LabelIndex, min_prob: float | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Focal terms of every class for the normalised focal losses.
+
+    With ``u = 1 - p``, ``FL_k = -u_k^gamma log p_k`` and ``FL' = dFL/dlog p = -u^gamma (1 - gamma
+    t)``, ``t = p log p / u`` (see :class:`FocalLoss`), returns the label's ``-FL_y`` ``(N, *)``,
+    ``-sum_k FL_k`` ``(N, *)`` and ``-FL'`` ``(N, C, *)``. ``u`` of the class with ``p > 1/2`` is
+    the sum of the other probabilities (exact near saturation); ``t`` lies in ``[-1, 0]`` (``-> -1``
+    as ``u -> 0``) and is clamped there, which only removes rounding noise of ``log p / u`` at
+    saturation. With ``min_prob`` (NNFL), ``p`` and ``log p`` are clamped at the floor and ``FL'``
+    is zero where ``log p`` is below it.
+
+    On CPU a fresh ``(N, C, *)`` buffer costs several elementwise passes (its memory is cold), so
+    the work is done in place in two new buffers (``log p``, then ``-FL'``; and ``u``); the class
+    sum uses :func:`_dot1`; for ``gamma = 1/2`` (the NFL/NNFL default) ``sqrt(u)`` is kept and
+    ``u = sqrt(u)^2`` (equal up to rounding); for other (half-)integer ``gamma`` ``u^gamma`` is
+    recomputed rather than stored.
+    """
+    buf = torch.empty_like(p)
+    live = None
+    if min_prob is not None:
+        logp = torch.sub(z, lse, out=buf)
+        live = (logp >= math.log(min_prob)).to(p.dtype)
+        logp.clamp_(min=math.log(min_prob))
+        p = p.clamp_min(min_prob)
+        u = _one_minus_p(p)
+    else:
+        u = _one_minus_p(p, scratch=buf)
+        logp = torch.sub(z, lse, out=buf)
+    if gamma == 0:
+        nfl_y, s_nfl, nd = y.take(logp, remember=False), logp.sum(1), logp.fill_(1.0)
+    elif gamma == 0.5:
+        v = u.sqrt_()
+        nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
+        s_nfl = _dot1(v, logp)
+        t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
+        nd = t.mul_(-0.5).add_(1.0).mul_(v)
+    else:
+        cheap = 2 * gamma == int(2 * gamma) and gamma <= 4
+        if cheap:
+            ug = _pow_gamma(u, gamma)
+            nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
+            s_nfl = _dot1(ug, logp)
+        else:
+            ug = _pow_gamma(u, gamma)
+            nfl = torch.mul(ug, logp)
+            nfl_y, s_nfl = y.take(nfl, remember=False), nfl.sum(1)
+            del nfl
+        t = logp.mul_(p).div_(u).clamp_(-1.0, 0.0)
+        nd = torch.addcmul(ug, ug, t, value=-gamma, out=logp)
+    if live is not None:
+        nd.mul_(live)
+    return nfl_y, s_nfl, nd
 
 
 def _focal_and_derivative(
@@ -402,9 +409,14 @@ class NCE(RobustLoss):
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         # L = f_y / S with f = -log p, S = sum_k f_k: dL/dlog p_k = (L - [k = y]) / S
         lse1 = lse.squeeze(1)
-        S = z.shape[1] * lse1 - z.sum(1)  # sum_k -log p_k
-        L = (lse1 - gather_column(z, y)) / S
-        return self.scale * L, [(None, self.scale * L / S, z.shape[1])], [(y, -self.scale / S)]
+        inv = torch.mul(lse1, z.shape[1]).sub_(z.sum(1)).reciprocal_()  # 1 / sum_k -log p_k
+        L = torch.sub(lse1, gather_column(z, y)).mul_(inv)
+        k = inv.mul_(self.scale) if self.scale != 1 else inv
+        return (
+            L * self.scale if self.scale != 1 else L,
+            [(None, L * k, z.shape[1])],
+            [(y, k.neg())],
+        )
 
 
 @register_loss("focal")
@@ -470,7 +482,7 @@ class NFL(RobustLoss):
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         # L = f_y / S, f = FL, S = sum_k f_k: dL/dlog p_k = ([k = y] f'_y - L f'_k) / S
-        nfl_y, s_nfl, nd = _focal_dense(p, z - lse, self.gamma, y)  # -FL_y, -sum FL, -FL'
+        nfl_y, s_nfl, nd = _focal_dense(p, z, lse, self.gamma, y)  # -FL_y, -sum FL, -FL'
         S = s_nfl.neg_()
         L = nfl_y.div(S).neg_()  # FL_y / S
         k = self.scale / S
@@ -512,14 +524,14 @@ class NGCE(RobustLoss):
         q = self.q
         pq = torch.sub(z, lse).mul_(q).exp_()  # p^q (in place: cheaper than pow here)
         spq = pq.sum(1)
-        S = z.shape[1] - spq
+        inv = torch.rsub(spq, z.shape[1]).reciprocal_()  # 1 / S
         s = gather_column(z, y) - lse.squeeze(1)
-        L = -torch.expm1(q * s) / S
-        k = self.scale / S
+        L = torch.expm1(s.mul_(q)).neg_().mul_(inv)  # (1 - p_y^q) / S
+        kq = self.scale * q
         return (
-            self.scale * L,
-            [(pq, k * L * q, spq)],
-            [(y, -k * q * gather_column(pq, y))],
+            L * self.scale if self.scale != 1 else L,
+            [(pq, (L * inv).mul_(kq), spq)],
+            [(y, gather_column(pq, y).mul(inv).mul_(-kq))],
         )
 
 
@@ -729,15 +741,11 @@ class NNFL(RobustLoss):
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
         A = -math.log(self.min_prob)
-        logp = z - lse
-        if z.device.type == "cpu" and bool((logp.amin(1) >= -A).all()):
-            # no probability below the floor (a free check on the CPU): nothing is clamped
-            nfl_y, s_nfl, df = _focal_dense(p, logp, self.gamma, y)  # f' = -FL'
-        else:
-            live = (logp >= -A).to(z.dtype)
-            pc = p.clamp_min(self.min_prob)
-            nfl_y, s_nfl, df = _focal_dense(pc, logp.clamp_(min=-A), self.gamma, y)
-            df.mul_(live)
+        # no probability below the floor (a free check on the CPU): nothing is clamped
+        floor = z.device.type != "cpu" or not bool((z.amin(1) - lse.squeeze(1) >= -A).all())
+        nfl_y, s_nfl, df = _focal_dense(  # f' = -FL'
+            p, z, lse, self.gamma, y, min_prob=self.min_prob if floor else None
+        )
         # f_k = A - FL_k
         S = s_nfl.add_(z.shape[1] * A)
         fy = nfl_y.add(A)
