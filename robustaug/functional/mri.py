@@ -640,10 +640,17 @@ def _gibbs_one(x: Tensor, fracs: Sequence[float], dims: Sequence[int]) -> Tensor
         z = torch.cat([z.narrow(dd, 0, kk + 1), z.narrow(dd, n - kk, kk)], dim=dd)
     for dd, kk in reversed(others):
         n = x.shape[dd]
-        pad_shape = list(z.shape)
-        pad_shape[dd] = n - (2 * kk + 1)
-        zeros = z.new_zeros(pad_shape)
-        z = torch.cat([z.narrow(dd, 0, kk + 1), zeros, z.narrow(dd, kk + 1, kk)], dim=dd)
+        full_shape = list(z.shape)
+        full_shape[dd] = n
+        if z.requires_grad:
+            zeros = z.new_zeros([*full_shape[:dd], n - (2 * kk + 1), *full_shape[dd + 1 :]])
+            z = torch.cat([z.narrow(dd, 0, kk + 1), zeros, z.narrow(dd, kk + 1, kk)], dim=dd)
+        else:  # every element of the zero-filled spectrum written exactly once
+            zf = z.new_empty(full_shape)
+            zf.narrow(dd, 0, kk + 1).copy_(z.narrow(dd, 0, kk + 1))
+            zf.narrow(dd, kk + 1, n - (2 * kk + 1)).zero_()
+            zf.narrow(dd, n - kk, kk).copy_(z.narrow(dd, kk + 1, kk))
+            z = zf
         z = torch.fft.ifft(z, dim=dd)
     return torch.fft.irfft(z, n=n_last, dim=last)
 
