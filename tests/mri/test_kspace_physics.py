@@ -472,6 +472,15 @@ def test_ghosting_fractional_inference_path_zero_lines_axes_and_signs():
     assert (fast - slow).abs().max() < 2e-5 and (fast[2] == 0).all()
 
 
+def test_gibbs_inference_path_matches_autograd_path():
+    # no grad: the zero-filled spectrum is written in place; with grad: zeros + cat
+    x = phantom((20, 24, 18), seed=4)["image"][None].double()
+    for f in (0.3, 0.55, torch.tensor([[0.4, 0.9, 0.7]], dtype=torch.float64)):
+        fast = F.gibbs(x, f)
+        slow = F.gibbs(x.clone().requires_grad_(True), f).detach()
+        assert (fast - slow).abs().max() < 1e-12
+
+
 def test_spike_inference_path_matches_autograd_path():
     # one spike, no grad: separable cos(theta) in slabs; must equal the direct formula
     x = torch.cat([phantom((40, 64, 56), seed=s)["image"][None] for s in (4, 5)], 1).double()
