@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import RobustLoss, reduce_loss, register_loss
+from ._common import LabelIndex, RobustLoss, reduce_loss, register_loss
 
 __all__ = ["NoiseRobustDice"]
 
@@ -45,6 +45,99 @@ class _DiceFn(torch.autograd.Function):
         gp = s.mul_(k)
         gp.addcmul_(p, (-2.0 * N / den).view(shape) * k)
         return gp, None, None, None, None, None
+
+
+def _power(x: Tensor, e: float) -> Tensor:
+    """``x^e`` in place (``x >= 0``, ``0 < e <= 1``): ``sqrt`` for 1/2, else ``exp(e log x)`` (0 stays
+    0)."""
+    if e == 0.5:
+        return x.sqrt_()
+    if e == 1:
+        return x
+    return x.pow_(e)
+
+
+def _class_dot(p: Tensor, h: Tensor) -> Tensor:
+    """``(p * h).sum(1)`` without a dense temporary for few classes (a loop over them)."""
+    if p.shape[1] <= 16:
+        out = p[:, 0] * h[:, 0]
+        for k in range(1, p.shape[1]):
+            out.addcmul_(p[:, k], h[:, k])
+        return out
+    return (p * h).sum(1)
+
+
+class _DiceIndexFn(torch.autograd.Function):
+    """:class:`NoiseRobustDice` for integer masks with nothing ignored, from the logits, with the
+    closed-form gradient (softmax Jacobian included) computed in the forward.
+
+    With ``d = p - g``, ``N_c = sum_v |d|^gamma``, ``D_c = sum_v p^2 + G_c + eps`` (per sample),
+    ``L = sum_c a_c N_c / D_c`` and ``s = |d|^(gamma-1) sign(d)``: ``dL/dp = h = gamma a s / D -
+    2 a N p / D^2`` and ``dL/dz = p (h - sum_c p h)``. ``sign(d)`` is -1 at the label and +1
+    elsewhere, except where ``d = 0``, where ``|d|^(gamma-1) = 0`` for ``gamma > 1``
+    (``gamma = 1`` takes ``sign(d)`` itself). On CPU every new ``(N, C, *)`` buffer costs several
+    elementwise passes, so the work is done in place in two (three for ``1 < gamma < 2``), and
+    the voxel sums use norms (no temporary) where they can.
+    """
+
+    @staticmethod
+    def forward(ctx, z, y, a, gamma, eps):  # type: ignore[override]
+        n, c = z.shape[:2]
+        v = y[0].numel()
+        shape_in = z.shape
+        if v == 1:  # one voxel per sample: the (N, C) case
+            z, y = z.reshape(n, c), y.reshape(n)
+        p = torch.softmax(z, dim=1)
+        idx = LabelIndex(y, z.shape)
+        x = p.clone()
+        idx.add_to(x, torch.full_like(y, -1.0, dtype=p.dtype))  # d = p - g
+        if v == 1:  # (N, C): every voxel sum is a single term
+            den = torch.mul(p, p).add_(eps)
+            idx.add_to(den, torch.ones_like(y, dtype=p.dtype))
+            if gamma == 2:
+                num, s = x * x, x
+            elif gamma == 1:
+                num, s = x.abs(), x.sign_()
+            else:
+                num = x.abs()
+                s = _power(x.abs_(), gamma - 1)
+                num.mul_(s)
+            inv = den.reciprocal_()
+            ratio = num.mul_(inv)  # N / D
+            loss = ratio @ a
+            beta = ratio.mul_(inv).mul_(-2.0 * a)  # -2 a N / D^2
+            alpha = inv.mul_(gamma * a)  # gamma a / D
+        else:
+            p3, x3 = p.view(n, c, v), x.view(n, c, v)
+            counts = torch.bincount(idx.flat // v, minlength=n * c).view(n, c).to(p.dtype)
+            den = torch.linalg.vector_norm(p3, 2, dim=-1).square_().add_(counts).add_(eps)
+            if gamma == 2:
+                num, s = torch.linalg.vector_norm(x3, 2, dim=-1).square_(), x
+            elif gamma == 1:
+                num, s = torch.linalg.vector_norm(x3, 1, dim=-1), x.sign_()
+            else:
+                x.abs_()
+                s = _power(x.clone(), gamma - 1)
+                num = torch.bmm(x3.view(n * c, 1, v), s.view(n * c, v, 1)).view(n, c)
+                del x, x3
+            inv = den.reciprocal_()
+            ratio = num.mul_(inv)
+            loss = ratio @ a
+            shape = (n, c) + (1,) * (z.dim() - 2)
+            beta = ratio.mul_(inv).mul_(-2.0 * a).view(shape)
+            alpha = inv.mul_(gamma * a).view(shape)
+        if 1 < gamma < 2:  # sign(d) = -1 at the label
+            idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
+        h = s.mul_(alpha).addcmul_(p, beta)
+        gz = h.sub_(_class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
+        ctx.save_for_backward(gz)
+        return loss
+
+    @staticmethod
+    def backward(ctx, go):  # type: ignore[override]
+        (gz,) = ctx.saved_tensors
+        shape = (gz.shape[0],) + (1,) * (gz.dim() - 1)
+        return gz * go.to(gz.dtype).view(shape), None, None, None, None
 
 
 @register_loss("nr_dice", "noise_robust_dice")
@@ -97,6 +190,11 @@ class NoiseRobustDice(RobustLoss):
         z, target, soft, valid = self._prepare(input, target)
         n, c = z.shape[:2]
         with torch.autocast(device_type=z.device.type, enabled=False):
+            fast = self._analytic and self.reduction != "none" and not soft and valid is None
+            if fast and target.numel() > 0:
+                w = self._class_average(c, z)
+                per_sample = _DiceIndexFn.apply(z.contiguous(), target, w, self.gamma, self.eps)
+                return reduce_loss(per_sample, None, self.reduction)
             p = F.softmax(z, dim=1)
             if soft:
                 g = target
@@ -112,21 +210,15 @@ class NoiseRobustDice(RobustLoss):
                 return t.sum(red) if red else t
 
             g2 = vsum(g) if not soft else vsum(g * g)  # a 0/1 mask is its own square
-            w = torch.ones(c, dtype=z.dtype, device=z.device)
-            if self.weight is not None:
-                w = self.weight.to(dtype=z.dtype, device=z.device).clone()
-            if not self.include_background:
-                w = torch.cat([w.new_zeros(1), w[1:]])
-            if float(w.sum()) <= 0:
-                raise ValueError("the class weights used in the average sum to 0.")
+            w = self._class_average(c, z)
             if self.reduction != "none" and self._analytic:
-                a = (w / w.sum()).view(1, c).expand(n, c)
+                a = w.view(1, c).expand(n, c)
                 per_sample = _DiceFn.apply(p, g, g2, a, self.gamma, self.eps)
                 return reduce_loss(per_sample, None, self.reduction)
             diff = (p - g).abs()
             num = diff.pow(self.gamma) if self.gamma != 1 else diff
             den = vsum(p * p) + g2 + self.eps  # (N, C)
-            coef = (w / w.sum()).view(1, c) / den  # (N, C)
+            coef = w.view(1, c) / den  # (N, C)
             shape = [n, c] + [1] * (z.dim() - 2)
             if self.reduction == "none":
                 vox = 1
@@ -135,3 +227,14 @@ class NoiseRobustDice(RobustLoss):
                 return vox * (num * coef.view(shape)).sum(1)
             per_sample = (vsum(num) * coef).sum(1)
             return reduce_loss(per_sample, None, self.reduction)
+
+    def _class_average(self, c: int, z: Tensor) -> Tensor:
+        """Normalised class weights ``a`` of the class average ``(C,)``."""
+        w = torch.ones(c, dtype=z.dtype, device=z.device)
+        if self.weight is not None:
+            w = self.weight.to(dtype=z.dtype, device=z.device).clone()
+        if not self.include_background:
+            w = torch.cat([w.new_zeros(1), w[1:]])
+        if float(w.sum()) <= 0:
+            raise ValueError("the class weights used in the average sum to 0.")
+        return w / w.sum()

@@ -200,3 +200,25 @@ def test_integer_targets_fast_check_keeps_ignore_semantics():
         torch.testing.assert_close(out[kept], ref[kept])
     with pytest.raises(ValueError, match="class indices"):
         robust_loss("ce")(z, torch.full((6,), 4))
+
+
+@pytest.mark.parametrize("gamma", [1.0, 1.3, 1.5, 2.0])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 4, 5, 3), (2, 3, 1, 1)], ids=["NC", "NC53", "NC11"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_dice_integer_fast_path_matches_autograd(gamma, shape, reduction):
+    """Integer masks with nothing ignored take ``_DiceIndexFn`` (from the logits)."""
+    c = shape[1]
+    z = logits(shape, seed=10, scale=3.0)
+    t = labels(shape[0], c, shape[2:], seed=10)
+    kw = {"gamma": gamma, "reduction": reduction, "weight": torch.linspace(0.5, 2.0, c).double()}
+    for include_background in (True, False):
+        fast = NoiseRobustDice(include_background=include_background, **kw)
+        ref = NoiseRobustDice(include_background=include_background, **kw)
+        ref._analytic = False
+        v1, g1 = _value_and_grad(fast, z, t)
+        v2, g2 = _value_and_grad(ref, z, t)
+        torch.testing.assert_close(v1, v2, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+    zc = z.to(memory_format=torch.channels_last) if z.dim() == 4 else z.t().contiguous().t()
+    g3 = _value_and_grad(NoiseRobustDice(include_background=False, **kw), zc, t)[1]
+    torch.testing.assert_close(g3, g1)
