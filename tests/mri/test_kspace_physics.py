@@ -492,3 +492,14 @@ def test_spike_inference_path_matches_autograd_path():
         assert fast.shape == x.shape and fast.min() >= 0
         assert (fast - slow.detach()).abs().max() < 1e-10
     assert torch.equal(x, x0)
+    # small 2D batch (whole batch at once): two samples with their own spikes, two channels,
+    # spike along both axes or one
+    x2 = torch.stack([torch.cat([phantom((48, 40), seed=s)["image"], 0.5 * phantom((48, 40), seed=s + 9)["image"]])
+                      for s in (1, 2)]).double()
+    k2 = torch.tensor([[[5.0, -3.5]], [[-2.25, 7.0]]], dtype=torch.float64)
+    amp2, ph2 = torch.tensor([[1.3], [0.4]]), torch.tensor([[0.2], [2.5]])
+    for axes, kk in ((None, k2), ((-2,), k2[..., :1]), ((-1,), k2[..., 1:])):
+        fast = F.spike(x2, kk, amp2, ph2, axes=axes)
+        slow = F.spike(x2.clone().requires_grad_(True), kk, amp2, ph2, axes=axes).detach()
+        assert fast.shape == x2.shape and fast.min() >= 0
+        assert (fast - slow).abs().max() < 1e-10
