@@ -207,7 +207,14 @@ class _IndexLossFn(torch.autograd.Function):
         with torch.autocast(device_type=p.device.type, enabled=False):
             w = g.to(p.dtype) if ew is None else g.to(p.dtype) * ew
             neg_a = (w * ctx.neg_total).unsqueeze(1)
-            if not isinstance(ctx.ones, float) or ctx.ones != 0.0:
+            first = [(i, c) for i, c in ctx.cols if isinstance(i, ArgmaxIndex)]
+            if first:  # a one-hot column built directly in the output buffer
+                idx, coef = first[0]
+                gz = idx.scaled_onehot(w * coef)
+                gz.addcmul_(p, neg_a)
+                if not isinstance(ctx.ones, float) or ctx.ones != 0.0:
+                    gz.add_((w * ctx.ones).unsqueeze(1))
+            elif not isinstance(ctx.ones, float) or ctx.ones != 0.0:
                 # broadcast terms fused with the softmax Jacobian: one dense pass
                 flat = (w * ctx.ones).unsqueeze(1).expand_as(p)
                 gz = torch.addcmul(flat, p, neg_a)
@@ -216,7 +223,8 @@ class _IndexLossFn(torch.autograd.Function):
             for base, coef in ctx.dense:
                 gz.addcmul_(base, (w * coef).unsqueeze(1))
             for idx, coef in ctx.cols:
-                idx.add_to(gz, w * coef)
+                if not isinstance(idx, ArgmaxIndex):
+                    idx.add_to(gz, w * coef)
         return gz, None, None, None, None
 
 
@@ -279,6 +287,37 @@ class LabelIndex:
             x.view(-1).index_add_(0, self.flat, v.reshape(-1))
         else:
             x.scatter_add_(1, self.y.unsqueeze(1), v.unsqueeze(1))
+
+
+class ArgmaxIndex:
+    """The first arg-max of the logits over classes as a column term of :class:`_IndexLossFn`.
+
+    Nothing is indexed: the backward builds ``v * onehot(argmax z)`` in its output buffer from
+    ``sign(z - max z) + 1`` (exactly 1 at the maxima, 0 elsewhere: ``z - z_max`` is 0 only where
+    ``z == z_max``); elements with tied maxima (checked on the CPU; always on other devices) take
+    the first one, as :func:`torch.argmax`.
+    """
+
+    def __init__(self, z: Tensor, z_max: Tensor) -> None:
+        self.z, self.z_max, self._version = z, z_max, z._version
+
+    def release(self) -> None:
+        pass
+
+    def scaled_onehot(self, v: Tensor) -> Tensor:
+        z = self.z
+        if z._version != self._version:
+            raise RuntimeError(
+                "the logits were modified in place after the loss was computed; the hard "
+                "bootstrapping gradient needs their arg-max."
+            )
+        e = torch.sub(z, self.z_max.unsqueeze(1)).sign_().add_(1.0)
+        if z.device.type != "cpu" or float(e.sum(1).amax()) > 1.0:  # ties: first maximum
+            first = e.argmax(1)  # torch.argmax returns the first maximal index
+            e.zero_()
+            LabelIndex(first, e.shape).add_to(e, v)
+            return e
+        return e.mul_(v.unsqueeze(1))
 
 
 def _merge_columns(cols: list[ColumnTerm]) -> list[ColumnTerm]:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import (
+    ArgmaxIndex,
     LabelIndex,
     RobustLoss,
     gather_column,
@@ -65,22 +66,6 @@ def _focal_class_losses(logp: Tensor, gamma: float) -> Tensor:
     if gamma == 0:
         return -logp
     return -torch.exp(gamma * log1m_softmax(logp)) * logp
-
-
-def _argmax1(x: Tensor) -> Tensor:
-    """``x.argmax(1)`` (first maximum); for a few classes on spatial inputs a loop over the classes,
-    much faster on CPU than ``argmax`` along a strided dim 1."""
-    c = x.shape[1]
-    if x.dim() == 2 or c > 16:
-        return x.argmax(1)
-    best = x[:, 0]
-    idx = torch.zeros(best.shape, dtype=torch.long, device=x.device)
-    for k in range(1, c):
-        xk = x[:, k]
-        up = xk > best
-        idx.masked_fill_(up, k)
-        best = torch.maximum(best, xk)
-    return idx
 
 
 def _keep_mask(p: Tensor, out: Tensor | None = None) -> Tensor:
@@ -1050,9 +1035,15 @@ class Bootstrap(RobustLoss):
         b = self.beta
         s = gather_column(z, y) - lse.squeeze(1)
         if self.hard:
-            pred = LabelIndex(_argmax1(p), p.shape)
-            other = lse.squeeze(1) - gather_column(z, pred)
-            return b * (-s) + (1 - b) * other, [], [(y, -b), (pred, -(1 - b))]
+            # the prediction is the first arg-max of the logits (of p: the same class), and
+            # -log p_pred = lse - max z: no index is needed in the forward
+            z_max = z.amax(1)
+            other = lse.squeeze(1) - z_max
+            return (
+                s.mul_(-b).add_(other, alpha=1 - b),
+                [],
+                [(y, -b), (ArgmaxIndex(z, z_max), b - 1)],
+            )
         # H = -sum p log p, dH/dlog p_k = -p_k (log p_k + 1)
         plogp = p * (z - lse)
         ent = -plogp.sum(1)

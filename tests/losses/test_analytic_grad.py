@@ -19,7 +19,6 @@ from robustaug.losses import (
     NoiseRobustDice,
     robust_loss,
 )
-from robustaug.losses.robust import _argmax1
 
 from .helpers import ALL_LOSSES, build, labels, logits
 
@@ -100,14 +99,6 @@ def test_channels_last_and_noncontiguous_inputs():
         v2, g2 = _value_and_grad(loss, zc, t)
         torch.testing.assert_close(v1, v2)
         torch.testing.assert_close(g1, g2)
-
-
-def test_small_class_argmax_matches_torch_including_ties():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 3, (4, 5, 6, 7), generator=g).float()  # many ties
-    assert torch.equal(_argmax1(x), x.argmax(1))
-    x2 = torch.randn(8, 30, 3, generator=g)
-    assert torch.equal(_argmax1(x2), x2.argmax(1))
 
 
 def test_hard_bootstrap_uses_detached_prediction():
@@ -222,3 +213,29 @@ def test_dice_integer_fast_path_matches_autograd(gamma, shape, reduction):
     zc = z.to(memory_format=torch.channels_last) if z.dim() == 4 else z.t().contiguous().t()
     g3 = _value_and_grad(NoiseRobustDice(include_background=False, **kw), zc, t)[1]
     torch.testing.assert_close(g3, g1)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 3, 3)], ids=["NC", "NC33"])
+def test_hard_bootstrap_ties_take_the_first_maximum(shape):
+    g = torch.Generator().manual_seed(11)
+    z = torch.randint(0, 3, shape, generator=g).double()  # many tied maxima
+    t = labels(shape[0], shape[1], shape[2:], seed=11)
+    v1, g1 = _value_and_grad(Bootstrap(hard=True, reduction="sum"), z, t)
+    v2, g2 = _value_and_grad(_reference(Bootstrap(hard=True, reduction="sum")), z, t)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(g1, g2)
+    z = logits(shape, seed=12)  # no ties: the one-hot is built without an index
+    v1, g1 = _value_and_grad(Bootstrap(hard=True, reduction="none"), z, t)
+    v2, g2 = _value_and_grad(_reference(Bootstrap(hard=True, reduction="none")), z, t)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_hard_bootstrap_detects_logits_modified_in_place():
+    z = logits((4, 3), seed=13).requires_grad_(True)
+    x = z * 1.0
+    out = Bootstrap(hard=True)(x, labels(4, 3, seed=13))
+    with torch.no_grad():
+        x.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out.backward()
