@@ -320,6 +320,36 @@ class ArgmaxIndex:
         return e.mul_(v.unsqueeze(1))
 
 
+def class_dot(a: Tensor, b: Tensor) -> Tensor:
+    """``(a * b).sum(1)`` without a dense temporary where that is cheap (2-D: a batched matrix
+    product; few classes: a loop over them)."""
+    if a.dim() == 2:
+        return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(a.shape[0])
+    if a.shape[1] <= 16:
+        out = a[:, 0] * b[:, 0]
+        for k in range(1, a.shape[1]):
+            out.addcmul_(a[:, k], b[:, k])
+        return out
+    return (a * b).sum(1)
+
+
+def rows_for_labels(M: Tensor, y: Tensor, like: Tensor) -> Tensor:
+    """``M[y[n, *], :]`` laid out as ``(N, C, *)`` like ``like`` (one row of ``M`` per element),
+    contiguous. For few classes on spatial inputs one ``index_select`` per class column."""
+    M = M.to(like.dtype)
+    if like.dim() == 2:
+        return M.index_select(0, y)
+    c = M.shape[1]
+    if c <= 16:
+        out = torch.empty_like(like, memory_format=torch.contiguous_format)
+        flat_y = y.reshape(-1)
+        for j in range(c):
+            out[:, j].copy_(M[:, j].index_select(0, flat_y).view(y.shape))
+        return out
+    r = M.index_select(0, y.reshape(-1)).view(*y.shape, c)
+    return r.movedim(-1, 1).contiguous()
+
+
 def _merge_columns(cols: list[ColumnTerm]) -> list[ColumnTerm]:
     """Sum the coefficients of column terms that share a label index (one scatter each)."""
     out: list[list] = []

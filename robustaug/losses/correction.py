@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._common import LabelIndex, RobustLoss, register_loss
+from ._common import LabelIndex, RobustLoss, class_dot, register_loss, rows_for_labels
 
 __all__ = ["ELR", "BackwardCorrected", "ForwardCorrected", "check_transition_matrix"]
 
@@ -48,15 +48,6 @@ def _class_view(logp: Tensor) -> Tensor:
     return logp.movedim(1, -1)
 
 
-def _rows_for_labels(M: Tensor, y: Tensor, like: Tensor) -> Tensor:
-    """``M[y[n, *], :]`` laid out as ``(N, C, *)`` like ``like`` (one row of ``M`` per element)."""
-    M = M.to(like.dtype)
-    if like.dim() > 2 and M.shape[1] <= 16:  # few classes: one small-table lookup per class
-        return torch.stack([M[:, j][y] for j in range(M.shape[1])], dim=1)
-    r = M.index_select(0, y.reshape(-1)).view(*y.shape, M.shape[1])
-    return r if like.dim() == 2 else r.movedim(-1, 1)
-
-
 @register_loss("forward", "forward_corrected")
 class ForwardCorrected(RobustLoss):
     """Forward-corrected CE ``-log (T^T p)_y``: the model's clean posterior is pushed through ``T``.
@@ -89,8 +80,8 @@ class ForwardCorrected(RobustLoss):
         # L = -log m, m = sum_i p_i T[i, y]; dL/dlog p_i = -p_i T[i, y] / m
         if z.shape[1] != self.T.shape[0]:
             raise ValueError(f"T is {tuple(self.T.shape)} but input has {z.shape[1]} classes.")
-        pt = p * _rows_for_labels(self.T.t(), y.y, p)
-        mixed = pt.sum(1).clamp_min(torch.finfo(p.dtype).tiny)
+        pt = rows_for_labels(self.T.t(), y.y, p).mul_(p)  # p_i T[i, y]
+        mixed = pt.sum(1).clamp_min_(torch.finfo(p.dtype).tiny)
         return -torch.log(mixed), [(pt, -1.0 / mixed, mixed)], []
 
 
@@ -125,9 +116,9 @@ class BackwardCorrected(RobustLoss):
         # L = -sum_j Tinv[y, j] log p_j; dL/dlog p_j = -Tinv[y, j]
         if z.shape[1] != self.T.shape[0]:
             raise ValueError(f"T is {tuple(self.T.shape)} but input has {z.shape[1]} classes.")
-        R = _rows_for_labels(self.T_inv, y.y, p)
+        R = rows_for_labels(self.T_inv, y.y, p)
         rs = self.T_inv.to(p.dtype).sum(1)[y.y]
-        ell = (R * z).sum(1).sub_(rs * lse.squeeze(1)).neg_()
+        ell = class_dot(R, z.contiguous()).sub_(rs * lse.squeeze(1)).neg_()
         return ell, [(R, -1.0, rs)], []
 
 

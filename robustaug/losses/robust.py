@@ -18,6 +18,7 @@ from ._common import (
     ArgmaxIndex,
     LabelIndex,
     RobustLoss,
+    class_dot,
     gather_column,
     log1m_softmax,
     one_minus_p,
@@ -116,19 +117,6 @@ def _pow_gamma(u: Tensor, gamma: float, out: Tensor | None = None) -> Tensor:
     return torch.log(u, out=out).mul_(gamma).exp_()
 
 
-def _dot1(a: Tensor, b: Tensor) -> Tensor:
-    """``(a * b).sum(1)`` without a dense temporary where that is cheap (2-D: a batched matrix
-    product; few classes: a loop over them)."""
-    if a.dim() == 2:
-        return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(a.shape[0])
-    if a.shape[1] <= 16:
-        out = a[:, 0] * b[:, 0]
-        for k in range(1, a.shape[1]):
-            out.addcmul_(a[:, k], b[:, k])
-        return out
-    return (a * b).sum(1)
-
-
 def _focal_dense(
     p: Tensor, z: Tensor, lse: Tensor, gamma: float, y: LabelIndex, min_prob: float | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -144,7 +132,7 @@ def _focal_dense(
 
     On CPU a fresh ``(N, C, *)`` buffer costs several elementwise passes (its memory is cold), so
     the work is done in place in two new buffers (``log p``, then ``-FL'``; and ``u``); the class
-    sum uses :func:`_dot1`; for ``gamma = 1/2`` (the NFL/NNFL default) ``sqrt(u)`` is kept and
+    sum uses :func:`class_dot`; for ``gamma = 1/2`` (the NFL/NNFL default) ``sqrt(u)`` is kept and
     ``u = sqrt(u)^2`` (equal up to rounding); for other (half-)integer ``gamma`` ``u^gamma`` is
     recomputed rather than stored.
     """
@@ -164,7 +152,7 @@ def _focal_dense(
     elif gamma == 0.5:
         v = u.sqrt_()
         nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
-        s_nfl = _dot1(v, logp)
+        s_nfl = class_dot(v, logp)
         t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
         nd = t.mul_(-0.5).add_(1.0).mul_(v)
     else:
@@ -172,7 +160,7 @@ def _focal_dense(
         if cheap:
             ug = _pow_gamma(u, gamma)
             nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
-            s_nfl = _dot1(ug, logp)
+            s_nfl = class_dot(ug, logp)
         else:
             ug = _pow_gamma(u, gamma)
             nfl = torch.mul(ug, logp)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import LabelIndex, RobustLoss, reduce_loss, register_loss
+from ._common import LabelIndex, RobustLoss, class_dot, reduce_loss, register_loss
 
 __all__ = ["NoiseRobustDice"]
 
@@ -55,16 +55,6 @@ def _power(x: Tensor, e: float) -> Tensor:
     if e == 1:
         return x
     return x.pow_(e)
-
-
-def _class_dot(p: Tensor, h: Tensor) -> Tensor:
-    """``(p * h).sum(1)`` without a dense temporary for few classes (a loop over them)."""
-    if p.shape[1] <= 16:
-        out = p[:, 0] * h[:, 0]
-        for k in range(1, p.shape[1]):
-            out.addcmul_(p[:, k], h[:, k])
-        return out
-    return (p * h).sum(1)
 
 
 class _DiceIndexFn(torch.autograd.Function):
@@ -129,7 +119,7 @@ class _DiceIndexFn(torch.autograd.Function):
         if 1 < gamma < 2:  # sign(d) = -1 at the label
             idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
         h = s.mul_(alpha).addcmul_(p, beta)
-        gz = h.sub_(_class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
+        gz = h.sub_(class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
         ctx.save_for_backward(gz)
         return loss
 

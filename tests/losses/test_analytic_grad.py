@@ -239,3 +239,16 @@ def test_hard_bootstrap_detects_logits_modified_in_place():
         x.add_(1.0)
     with pytest.raises(RuntimeError, match="modified in place"):
         out.backward()
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 2), (2, 20, 3, 2)], ids=["NC", "few", "many"])
+def test_rows_for_labels_layout(shape):
+    from robustaug.losses._common import rows_for_labels
+
+    c = shape[1]
+    M = torch.arange(c * c, dtype=torch.float64).view(c, c)
+    y = labels(shape[0], c, shape[2:], seed=14)
+    like = torch.zeros(shape, dtype=torch.float32)
+    R = rows_for_labels(M, y, like)
+    assert R.shape == like.shape and R.dtype == like.dtype and R.is_contiguous()
+    torch.testing.assert_close(R, M[y].movedim(-1, 1).float())
