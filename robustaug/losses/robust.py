@@ -365,6 +365,8 @@ class NCE(RobustLoss):
         Ma et al., "Normalized Loss Functions for Deep Learning with Noisy Labels", ICML 2020.
     """
 
+    _weighted_terms = True
+
     def __init__(self, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.scale = _pos("scale", scale)
@@ -379,14 +381,15 @@ class NCE(RobustLoss):
         nl_y = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
         return self.scale * nl_y / (-logp).sum(1)
 
-    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
+        scale = self.scale * w  # (w: weight of this part in a composite loss)
         # L = f_y / S with f = -log p, S = sum_k f_k: dL/dlog p_k = (L - [k = y]) / S
         lse1 = lse.squeeze(1)
         inv = torch.mul(lse1, z.shape[1]).sub_(z.sum(1)).reciprocal_()  # 1 / sum_k -log p_k
         L = torch.sub(lse1, gather_column(z, y)).mul_(inv)
-        k = inv.mul_(self.scale) if self.scale != 1 else inv
+        k = inv.mul_(scale) if scale != 1 else inv
         return (
-            L * self.scale if self.scale != 1 else L,
+            L * scale if scale != 1 else L,
             [(None, L * k, z.shape[1])],
             [(y, k.neg())],
         )
@@ -444,6 +447,8 @@ class NFL(RobustLoss):
         Ma et al., "Normalized Loss Functions for Deep Learning with Noisy Labels", ICML 2020.
     """
 
+    _weighted_terms = True
+
     def __init__(self, gamma: float = 0.5, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.gamma = _pos("gamma", gamma, strict=False)
@@ -453,14 +458,15 @@ class NFL(RobustLoss):
         fl = _focal_class_losses(logp, self.gamma)
         return self.scale * fl / fl.sum(1, keepdim=True)
 
-    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
+        scale = self.scale * w  # (w: weight of this part in a composite loss)
         # L = f_y / S, f = FL, S = sum_k f_k: dL/dlog p_k = ([k = y] f'_y - L f'_k) / S
         nfl_y, s_nfl, nd = _focal_dense(p, z, lse, self.gamma, y)  # -FL_y, -sum FL, -FL'
         S = s_nfl.neg_()
         L = nfl_y.div(S).neg_()  # FL_y / S
-        k = self.scale / S
+        k = scale / S
         return (
-            self.scale * L if self.scale != 1 else L,
+            scale * L if scale != 1 else L,
             [(nd, k * L, nd.sum(1))],
             [(y, gather_column(nd, y).mul(k).neg_())],
         )
@@ -477,6 +483,8 @@ class NGCE(RobustLoss):
         Ma et al., ICML 2020.
     """
 
+    _weighted_terms = True
+
     def __init__(self, q: float = 0.7, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         self.q = _pos("q", q)
@@ -492,7 +500,8 @@ class NGCE(RobustLoss):
         num_y = -torch.expm1(self.q * logp.gather(1, target.unsqueeze(1)).squeeze(1))
         return self.scale * num_y / (-torch.expm1(self.q * logp)).sum(1)
 
-    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
+        scale = self.scale * w  # (w: weight of this part in a composite loss)
         # f_k = 1 - p_k^q, f'_k = -q p_k^q, S = C - sum_k p_k^q
         q = self.q
         pq = torch.sub(z, lse).mul_(q).exp_()  # p^q (in place: cheaper than pow here)
@@ -500,9 +509,9 @@ class NGCE(RobustLoss):
         inv = torch.rsub(spq, z.shape[1]).reciprocal_()  # 1 / S
         s = gather_column(z, y) - lse.squeeze(1)
         L = torch.expm1(s.mul_(q)).neg_().mul_(inv)  # (1 - p_y^q) / S
-        kq = self.scale * q
+        kq = scale * q
         return (
-            L * self.scale if self.scale != 1 else L,
+            L * scale if scale != 1 else L,
             [(pq, (L * inv).mul_(kq), spq)],
             [(y, gather_column(pq, y).mul(inv).mul_(-kq))],
         )
@@ -638,6 +647,8 @@ class NNCE(RobustLoss):
         Ye et al., "Active Negative Loss Functions for Learning with Noisy Labels", NeurIPS 2023.
     """
 
+    _weighted_terms = True
+
     def __init__(self, min_prob: float = 1e-7, scale: float = 1.0, **kw) -> None:
         super().__init__(**kw)
         if not 0 < min_prob < 1:
@@ -657,26 +668,28 @@ class NNCE(RobustLoss):
         s = A + torch.clamp(logp, min=-A)
         return self.scale * (1 - s.gather(1, target.unsqueeze(1)).squeeze(1) / s.sum(1))
 
-    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
+        scale = self.scale * w  # (w: weight of this part in a composite loss)
         # L = 1 - f_y / S, f_k = A + max(log p_k, -A), f'_k = [log p_k >= -A]
         A = -math.log(self.min_prob)
         c = z.shape[1]
         lse1 = lse.squeeze(1)
-        if z.device.type == "cpu" and bool((z.amin(1) - lse1 >= -A).all()):
+        if z.device.type == "cpu" and float(torch.sub(lse1, z.amin(1)).amax()) <= A:
             # no probability below the floor (a free check on the CPU): f_k = A + log p_k, so
             # S = C A + sum_k z_k - C lse and f'_k = 1; reductions only, no dense temporaries
-            S = (c * A) + z.sum(1) - c * lse1
-            fy = (A + gather_column(z, y)) - lse1
-            k = self.scale / S
-            return self.scale * (1 - fy / S), [(None, k * fy / S, c)], [(y, -k)]
+            inv = torch.mul(lse1, -c).add_(z.sum(1)).add_(c * A).reciprocal_()  # 1 / S
+            L = torch.sub(gather_column(z, y), lse1).add_(A).mul_(inv)  # f_y / S
+            ell = torch.rsub(L, 1.0)
+            nk = inv.mul_(-scale)  # -scale / S
+            return ell.mul_(scale) if scale != 1 else ell, [(None, L.mul_(nk).neg_(), c)], [(y, nk)]
         logp = z - lse
         f = torch.clamp(logp, min=-A).add_(A)
         live = (logp >= -A).to(z.dtype)
         S = f.sum(1)
         fy = gather_column(f, y)
-        k = self.scale / S
+        k = scale / S
         return (
-            self.scale * (1 - fy / S),
+            scale * (1 - fy / S),
             [(live, k * fy / S, live.sum(1))],
             [(y, -k * gather_column(live, y))],
         )
@@ -695,6 +708,8 @@ class NNFL(RobustLoss):
         Ye et al., NeurIPS 2023 (ANL-FL).
     """
 
+    _weighted_terms = True
+
     def __init__(
         self, gamma: float = 0.5, min_prob: float = 1e-7, scale: float = 1.0, **kw
     ) -> None:
@@ -711,7 +726,8 @@ class NNFL(RobustLoss):
         s = A - fl
         return self.scale * (1 - s / s.sum(1, keepdim=True))
 
-    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
+        scale = self.scale * w  # (w: weight of this part in a composite loss)
         # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
         A = -math.log(self.min_prob)
         # no probability below the floor (a free check on the CPU): nothing is clamped
@@ -722,10 +738,10 @@ class NNFL(RobustLoss):
         # f_k = A - FL_k
         S = s_nfl.add_(z.shape[1] * A)
         fy = nfl_y.add(A)
-        k = self.scale / S
+        k = scale / S
         L = fy / S
         return (
-            torch.rsub(L, 1.0).mul_(self.scale),
+            torch.rsub(L, 1.0).mul_(scale),
             [(df, k * L, df.sum(1))],
             [(y, gather_column(df, y).mul(k).neg_())],
         )
@@ -750,6 +766,16 @@ _PASSIVE = {
     "nnce": NNCE,
     "nnfl": NNFL,
 }
+
+
+#: class attribute marking losses whose ``_index_terms`` take a weight ``w``
+_WEIGHTED = "_weighted_terms"
+
+
+def _part_terms(part: RobustLoss, w: float, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor):
+    if _WEIGHTED in type(part).__dict__:
+        return part._index_terms(z, y, p, lse, w=w)
+    return part._index_terms(z, y, p, lse)
 
 
 def _make_part(part: RobustLoss | str, table: dict[str, type[RobustLoss]], kw: dict) -> RobustLoss:
@@ -853,9 +879,14 @@ class ActivePassive(RobustLoss):
         return self.active._has_analytic() and self.passive._has_analytic()
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
-        la, da, ca = self.active._index_terms(z, y, p, lse)
-        lp, dp, cp = self.passive._index_terms(z, y, p, lse)
         a, b = self.alpha, self.beta
+        # the normalised losses take their weight as an argument (folded in their coefficients)
+        la, da, ca = _part_terms(self.active, a, z, y, p, lse)
+        if _WEIGHTED in type(self.active).__dict__:
+            a = 1.0
+        lp, dp, cp = _part_terms(self.passive, b, z, y, p, lse)
+        if _WEIGHTED in type(self.passive).__dict__:
+            b = 1.0
 
         def sc(w: float, c: Tensor | float) -> Tensor | float:
             return c if w == 1.0 else w * c  # (the presets' weights are mostly 1: no extra pass)
