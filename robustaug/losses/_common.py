@@ -293,9 +293,8 @@ class ArgmaxIndex:
     """The first arg-max of the logits over classes as a column term of :class:`_IndexLossFn`.
 
     Nothing is indexed: the backward builds ``v * onehot(argmax z)`` in its output buffer from
-    ``sign(z - max z) + 1`` (exactly 1 at the maxima, 0 elsewhere: ``z - z_max`` is 0 only where
-    ``z == z_max``); elements with tied maxima (checked on the CPU; always on other devices) take
-    the first one, as :func:`torch.argmax`.
+    ``z == max z`` (written as 1./0. straight to it); elements with tied maxima (checked on the
+    CPU; always on other devices) take the first one, as :func:`torch.argmax`.
     """
 
     def __init__(self, z: Tensor, z_max: Tensor) -> None:
@@ -311,7 +310,7 @@ class ArgmaxIndex:
                 "the logits were modified in place after the loss was computed; the hard "
                 "bootstrapping gradient needs their arg-max."
             )
-        e = torch.sub(z, self.z_max.unsqueeze(1)).sign_().add_(1.0)
+        e = torch.eq(z, self.z_max.unsqueeze(1), out=torch.empty_like(z))  # 1. at the maxima
         if z.device.type != "cpu" or float(e.sum(1).amax()) > 1.0:  # ties: first maximum
             first = e.argmax(1)  # torch.argmax returns the first maximal index
             e.zero_()

@@ -70,13 +70,10 @@ def _focal_class_losses(logp: Tensor, gamma: float) -> Tensor:
 
 
 def _keep_mask(p: Tensor, out: Tensor | None = None) -> Tensor:
-    """``[p_k <= 1/2]`` as 0./1. in ``p``'s dtype by arithmetic: ``(1/2 - p) * 2/eps + 1`` is exact
-    to the step, >= 1.5 below 1/2, 1 at 1/2 and <= 0 above, so clamping to [0, 1] gives the mask
-    (cheaper on CPU than a comparison to ``bool`` and a ``where``). At most one class per element
-    has ``p > 1/2``. ``out``: a buffer like ``p`` to write it to."""
-    big = 2.0 / torch.finfo(p.dtype).eps
-    d = torch.sub(p, 0.5, out=out) if out is not None else p - 0.5
-    return d.mul_(-big).add_(1.0).clamp_(0.0, 1.0)
+    """``[p_k <= 1/2]`` as 0./1. in ``p``'s dtype (a comparison written straight to a floating
+    buffer: one pass, no ``bool`` tensor). At most one class per element has ``p > 1/2``.
+    ``out``: a buffer like ``p`` to write it to."""
+    return torch.le(p, 0.5, out=torch.empty_like(p) if out is None else out)
 
 
 def _rest_of_big(p: Tensor, keep: Tensor, out: Tensor | None = None) -> Tensor:
@@ -87,15 +84,19 @@ def _rest_of_big(p: Tensor, keep: Tensor, out: Tensor | None = None) -> Tensor:
     return small.sum(1, keepdim=True).add_(torch.finfo(p.dtype).tiny)
 
 
+def _one(p: Tensor) -> Tensor:
+    return torch.ones((), dtype=p.dtype, device=p.device)
+
+
 def _one_minus_p(p: Tensor, scratch: Tensor | None = None) -> Tensor:
     """``u = 1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
     others (see :func:`_rest_of_big`); ``scratch``: a buffer like ``p`` it may overwrite."""
     u = torch.empty_like(p)
     if p.device.type == "cpu" and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
-        return torch.mul(p, -1.0, out=u).add_(1.0)  # no p > 1/2: 1 - p is exact everywhere
+        return torch.sub(_one(p), p, out=u)  # no p > 1/2: 1 - p is exact everywhere
     keep = _keep_mask(p, out=scratch)
     rest = _rest_of_big(p, keep, out=u)  # u as scratch
-    torch.mul(p, -1.0, out=u).add_(1.0)
+    torch.sub(_one(p), p, out=u)
     return torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
 
 
@@ -731,7 +732,7 @@ class NNFL(RobustLoss):
         # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
         A = -math.log(self.min_prob)
         # no probability below the floor (a free check on the CPU): nothing is clamped
-        floor = z.device.type != "cpu" or not bool((z.amin(1) - lse.squeeze(1) >= -A).all())
+        floor = z.device.type != "cpu" or float(torch.sub(lse.squeeze(1), z.amin(1)).amax()) > A
         nfl_y, s_nfl, df = _focal_dense(  # f' = -FL'
             p, z, lse, self.gamma, y, min_prob=self.min_prob if floor else None
         )
