@@ -194,11 +194,30 @@ class _IndexLossFn(torch.autograd.Function):
         for base, coef, _ in dense:
             if base is None:
                 ones = _accumulate(ones, coef)
-        ctx.neg_total = total.neg_() if isinstance(total, Tensor) else -total
-        ctx.ones = ones
-        ctx.dense = [(base, coef) for base, coef, _ in dense if base is not None]
-        ctx.cols = cols
-        ctx.save_for_backward(p, ew)
+        neg_total = total.neg_() if isinstance(total, Tensor) else -total
+        dense_b = [(base, coef) for base, coef, _ in dense if base is not None]
+        lazy = not dense_b or any(isinstance(i, ArgmaxIndex) for i, _ in cols)
+        if lazy or any(b is p for b, _ in dense_b):  # the gradient is assembled in the backward
+            ctx.eager = False
+            ctx.neg_total, ctx.ones, ctx.dense, ctx.cols = neg_total, ones, dense_b, cols
+            ctx.save_for_backward(p, ew)
+            return ell
+        # with dense terms: the gradient per unit of incoming gradient, in p's buffer (p is not
+        # needed after it); the dense bases are freed before the backward, a single pass
+        ctx.eager = True
+        gu = p if _is_one(neg_total) else p.mul_(_bcast(neg_total))
+        if not _is_zero(ones):
+            gu.add_(_bcast(ones))
+        for base, coef in dense_b:
+            if isinstance(coef, Tensor):
+                gu.addcmul_(base, coef.unsqueeze(1))
+            else:
+                gu.add_(base, alpha=coef)
+        for idx, coef in cols:
+            if not isinstance(coef, Tensor):
+                coef = torch.full(idx.y.shape, coef, dtype=gu.dtype, device=gu.device)
+            idx.add_to(gu, coef)
+        ctx.save_for_backward(gu, ew)
         return ell
 
     @staticmethod
@@ -206,6 +225,8 @@ class _IndexLossFn(torch.autograd.Function):
         p, ew = ctx.saved_tensors
         with torch.autocast(device_type=p.device.type, enabled=False):
             w = g.to(p.dtype) if ew is None else g.to(p.dtype) * ew
+            if ctx.eager:  # p holds the unit gradient
+                return p * w.unsqueeze(1), None, None, None, None
             neg_a = (w * ctx.neg_total).unsqueeze(1)
             first = [(i, c) for i, c in ctx.cols if isinstance(i, ArgmaxIndex)]
             if first:  # a one-hot column built directly in the output buffer
@@ -226,6 +247,19 @@ class _IndexLossFn(torch.autograd.Function):
                 if not isinstance(idx, ArgmaxIndex):
                     idx.add_to(gz, w * coef)
         return gz, None, None, None, None
+
+
+def _is_one(v: Tensor | float) -> bool:
+    return not isinstance(v, Tensor) and v == 1.0
+
+
+def _is_zero(v: Tensor | float) -> bool:
+    return not isinstance(v, Tensor) and v == 0.0
+
+
+def _bcast(v: Tensor | float) -> Tensor | float:
+    """A per-element coefficient ``(N, *)`` broadcast over the class dimension."""
+    return v.unsqueeze(1) if isinstance(v, Tensor) else v
 
 
 def _accumulate(acc: Tensor | float, v: Tensor | float, owned: bool = False) -> Tensor | float:

@@ -252,3 +252,13 @@ def test_rows_for_labels_layout(shape):
     R = rows_for_labels(M, y, like)
     assert R.shape == like.shape and R.dtype == like.dtype and R.is_contiguous()
     torch.testing.assert_close(R, M[y].movedim(-1, 1).float())
+
+
+@pytest.mark.parametrize("name", ["ce", "nce_plus_rce", "nfl", "ngce", "bootstrap_hard", "nr_dice"])
+def test_backward_twice_with_retained_graph(name):
+    """Nothing saved for the backward is modified by it (retain_graph gives the same gradient)."""
+    z = logits((3, 4, 3, 2), seed=15).requires_grad_(True)
+    out = robust_loss(name)(z, labels(3, 4, (3, 2), seed=15))
+    (g1,) = torch.autograd.grad(out, z, retain_graph=True)
+    (g2,) = torch.autograd.grad(out, z)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=0)
