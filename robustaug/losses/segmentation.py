@@ -107,9 +107,20 @@ class _DiceIndexFn(torch.autograd.Function):
                 num, s = torch.linalg.vector_norm(x3, 1, dim=-1), x.sign_()
             else:
                 x.abs_()
-                s = _power(x.clone(), gamma - 1)
-                num = torch.bmm(x3.view(n * c, 1, v), s.view(n * c, v, 1)).view(n, c)
-                del x, x3
+                if c <= 16:  # N_c class by class (temporaries of one class), then s in place
+                    num = torch.stack(
+                        [
+                            _power(x3[:, k].clone(), gamma - 1).mul_(x3[:, k]).sum(-1)
+                            for k in range(c)
+                        ],
+                        dim=1,
+                    )
+                    s = _power(x, gamma - 1)
+                else:
+                    s = _power(x.clone(), gamma - 1)
+                    num = torch.bmm(x3.view(n * c, 1, v), s.view(n * c, v, 1)).view(n, c)
+                    del x
+                del x3
             inv = den.reciprocal_()
             ratio = num.mul_(inv)
             loss = ratio @ a

@@ -194,7 +194,9 @@ def test_integer_targets_fast_check_keeps_ignore_semantics():
 
 
 @pytest.mark.parametrize("gamma", [1.0, 1.3, 1.5, 2.0])
-@pytest.mark.parametrize("shape", [(6, 5), (3, 4, 5, 3), (2, 3, 1, 1)], ids=["NC", "NC53", "NC11"])
+@pytest.mark.parametrize(
+    "shape", [(6, 5), (3, 4, 5, 3), (2, 3, 1, 1), (2, 18, 3, 2)], ids=["NC", "NC53", "NC11", "C18"]
+)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_dice_integer_fast_path_matches_autograd(gamma, shape, reduction):
     """Integer masks with nothing ignored take ``_DiceIndexFn`` (from the logits)."""
