@@ -23,7 +23,12 @@ Speed: for integer targets (the common case) every stateless softmax loss runs t
 closed-form gradient with respect to ``log p`` pushed through the softmax Jacobian
 (``G - p * sum_k G_k``). The exact gradient is kept (nothing is detached); ``tests/losses/
 test_analytic_grad.py`` checks it against autograd of the per-class formulas, which soft targets
-still use.
+still use. On CPU the cost is dominated by how many new ``(N, C, *)`` buffers a loss writes (a
+fresh buffer's memory is cold and costs several elementwise passes), so the closed forms are
+written with in-place operations, masks are written by comparisons straight into floating
+buffers, and losses with dense gradient terms assemble the gradient per unit of incoming
+gradient in the forward, in ``p``'s buffer (their temporaries are freed before the backward,
+which is a single pass).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _one(p: Tensor) -> Tensor:
     return torch.ones((), dtype=p.dtype, device=p.device)
 
 
-def _one_minus_p(p: Tensor, scratch: Tensor | None = None) -> Tensor:
+def _one_minus_p_dense(p: Tensor, scratch: Tensor | None = None) -> Tensor:
     """``u = 1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
     others (see :func:`_rest_of_big`); ``scratch``: a buffer like ``p`` it may overwrite."""
     u = torch.empty_like(p)
@@ -132,10 +132,10 @@ def _focal_dense(
     is zero where ``log p`` is below it.
 
     On CPU a fresh ``(N, C, *)`` buffer costs several elementwise passes (its memory is cold), so
-    the work is done in place in two new buffers (``log p``, then ``-FL'``; and ``u``); the class
-    sum uses :func:`class_dot`; for ``gamma = 1/2`` (the NFL/NNFL default) ``sqrt(u)`` is kept and
-    ``u = sqrt(u)^2`` (equal up to rounding); for other (half-)integer ``gamma`` ``u^gamma`` is
-    recomputed rather than stored.
+    the work is done in place in two new buffers (``log p``, then ``-FL'``; and ``u``), three for
+    ``gamma`` other than 1/2 (``u^gamma``); the class sum uses :func:`class_dot`; for
+    ``gamma = 1/2`` (the NFL/NNFL default) ``sqrt(u)`` is kept and ``u = sqrt(u)^2`` (equal up to
+    rounding).
     """
     buf = torch.empty_like(p)
     live = None
@@ -144,9 +144,9 @@ def _focal_dense(
         live = (logp >= math.log(min_prob)).to(p.dtype)
         logp.clamp_(min=math.log(min_prob))
         p = p.clamp_min(min_prob)
-        u = _one_minus_p(p)
+        u = _one_minus_p_dense(p)
     else:
-        u = _one_minus_p(p, scratch=buf)
+        u = _one_minus_p_dense(p, scratch=buf)
         logp = torch.sub(z, lse, out=buf)
     if gamma == 0:
         nfl_y, s_nfl, nd = y.take(logp, remember=False), logp.sum(1), logp.fill_(1.0)
@@ -157,16 +157,9 @@ def _focal_dense(
         t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
         nd = t.mul_(-0.5).add_(1.0).mul_(v)
     else:
-        cheap = 2 * gamma == int(2 * gamma) and gamma <= 4
-        if cheap:
-            ug = _pow_gamma(u, gamma)
-            nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
-            s_nfl = class_dot(ug, logp)
-        else:
-            ug = _pow_gamma(u, gamma)
-            nfl = torch.mul(ug, logp)
-            nfl_y, s_nfl = y.take(nfl, remember=False), nfl.sum(1)
-            del nfl
+        ug = _pow_gamma(u, gamma)
+        nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
+        s_nfl = class_dot(ug, logp)
         t = logp.mul_(p).div_(u).clamp_(-1.0, 0.0)
         nd = torch.addcmul(ug, ug, t, value=-gamma, out=logp)
     if live is not None:
@@ -403,8 +396,9 @@ class FocalLoss(RobustLoss):
     ``(1 - p)^gamma`` is evaluated as ``exp(gamma * log(1 - p))`` with a stable ``log(1 - p)``, so
     gradients stay finite for saturated predictions even for ``gamma < 1``. For integer targets the
     gradient is the closed form ``dFL/dlog p_y = u^gamma (gamma p_y log p_y / u - 1)``,
-    ``u = 1 - p_y`` (summed from the other classes when ``p_y > 1/2``; ``log p / u -> -1``), the
-    exact derivative, not a detached focal factor.
+    ``u = 1 - p_y`` (summed from the other classes when ``p_y > 1/2``; ``p log p / u`` lies in
+    ``[-1, 0]`` and is clamped there against rounding noise at saturation), the exact derivative,
+    not a detached focal factor.
 
     Args:
         gamma: Focusing parameter, default 2.0 (Lin et al.).
@@ -426,7 +420,8 @@ class FocalLoss(RobustLoss):
         u = torch.rsub(p_y, 1.0)
         over = p_y > 0.5
         if p.device.type != "cpu" or bool(over.any()):  # 1 - p_y from the other classes
-            rest = _rest_of_big(p, _keep_mask(p)).squeeze(1)
+            keep = _keep_mask(p)
+            rest = _rest_of_big(p, keep, out=keep).squeeze(1)
             u = torch.where(over, rest, u)
         fl, d = _focal_and_derivative(u, p_y, s, self.gamma)
         return fl, [], [(y, d)]
