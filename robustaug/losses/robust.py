@@ -155,7 +155,7 @@ def _focal_dense(
         nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
         s_nfl = class_dot(v, logp)
         t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
-        nd = t.mul_(-0.5).add_(1.0).mul_(v)
+        nd = torch.addcmul(v, t, v, value=-0.5, out=t)  # v (1 - t / 2)
     else:
         ug = _pow_gamma(u, gamma)
         nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
