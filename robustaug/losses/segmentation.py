@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import LabelIndex, RobustLoss, class_dot, reduce_loss, register_loss
+from ._common import LabelIndex, RobustLoss, class_dot, no_autocast, reduce_loss, register_loss
 
 __all__ = ["NoiseRobustDice"]
 
@@ -190,7 +190,7 @@ class NoiseRobustDice(RobustLoss):
         """Loss of logits ``input`` ``(N, C, *)`` against a mask (indices or probabilities)."""
         z, target, soft, valid = self._prepare(input, target)
         n, c = z.shape[:2]
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        with no_autocast(z.device.type):
             fast = self._analytic and self.reduction != "none" and not soft and valid is None
             if fast and target.numel() > 0:
                 w = self._class_average(c, z)
