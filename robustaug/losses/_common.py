@@ -83,6 +83,13 @@ def register_loss(*names: str, sigmoid: bool = False) -> Callable[[Any], Any]:
     return deco
 
 
+def host_checks(t: Tensor) -> bool:
+    """Whether data-dependent shortcuts may be decided on the host for ``t`` (a ``bool``/``float``
+    of a reduction is free on the CPU, a synchronisation elsewhere). The general branch is exact
+    too; tests switch this off to run the branches other devices take."""
+    return t.device.type == "cpu"
+
+
 def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
     """Autocast switched off for ``device_type`` (a no-op context when it is not on: entering
     ``torch.autocast`` costs microseconds on every call)."""
@@ -369,7 +376,7 @@ class ArgmaxIndex:
                 "bootstrapping gradient needs their arg-max."
             )
         e = torch.eq(z, self.z_max.unsqueeze(1), out=torch.empty_like(z))  # 1. at the maxima
-        if z.device.type != "cpu" or float(e.sum(1).amax()) > 1.0:  # ties: first maximum
+        if not host_checks(z) or float(e.sum(1).amax()) > 1.0:  # ties: first maximum
             first = e.argmax(1)  # torch.argmax returns the first maximal index
             e.zero_()
             LabelIndex(first, e.shape).add_to(e, v)
@@ -532,7 +539,7 @@ class RobustLoss(nn.Module):
         else:
             target = target.long()
             c = input.shape[1]
-            if target.device.type == "cpu":
+            if host_checks(target):
                 if target.numel() == 0:
                     return z, target, soft, None
                 # one reduction decides the common case (a free check on the CPU only): all labels

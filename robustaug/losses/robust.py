@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import _common
 from ._common import (
     ArgmaxIndex,
     LabelIndex,
@@ -92,7 +93,7 @@ def _one_minus_p_dense(p: Tensor, scratch: Tensor | None = None) -> Tensor:
     """``u = 1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
     others (see :func:`_rest_of_big`); ``scratch``: a buffer like ``p`` it may overwrite."""
     u = torch.empty_like(p)
-    if p.device.type == "cpu" and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
+    if _common.host_checks(p) and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
         return torch.sub(_one(p), p, out=u)  # no p > 1/2: 1 - p is exact everywhere
     keep = _keep_mask(p, out=scratch)
     rest = _rest_of_big(p, keep, out=u)  # u as scratch
@@ -419,7 +420,7 @@ class FocalLoss(RobustLoss):
         p_y = gather_column(p, y)
         u = torch.rsub(p_y, 1.0)
         over = p_y > 0.5
-        if p.device.type != "cpu" or bool(over.any()):  # 1 - p_y from the other classes
+        if not _common.host_checks(p) or bool(over.any()):  # 1 - p_y from the other classes
             keep = _keep_mask(p)
             rest = _rest_of_big(p, keep, out=keep).squeeze(1)
             u = torch.where(over, rest, u)
@@ -670,7 +671,7 @@ class NNCE(RobustLoss):
         A = -math.log(self.min_prob)
         c = z.shape[1]
         lse1 = lse.squeeze(1)
-        if z.device.type == "cpu" and float(torch.sub(lse1, z.amin(1)).amax()) <= A:
+        if _common.host_checks(z) and float(torch.sub(lse1, z.amin(1)).amax()) <= A:
             # no probability below the floor (a free check on the CPU): f_k = A + log p_k, so
             # S = C A + sum_k z_k - C lse and f'_k = 1; reductions only, no dense temporaries
             inv = torch.mul(lse1, -c).add_(z.sum(1)).add_(c * A).reciprocal_()  # 1 / S
@@ -727,7 +728,7 @@ class NNFL(RobustLoss):
         # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
         A = -math.log(self.min_prob)
         # no probability below the floor (a free check on the CPU): nothing is clamped
-        floor = z.device.type != "cpu" or float(torch.sub(lse.squeeze(1), z.amin(1)).amax()) > A
+        floor = not _common.host_checks(z) or float(torch.sub(lse.squeeze(1), z.amin(1)).amax()) > A
         nfl_y, s_nfl, df = _focal_dense(  # f' = -FL'
             p, z, lse, self.gamma, y, min_prob=self.min_prob if floor else None
         )

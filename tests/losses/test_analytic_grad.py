@@ -264,3 +264,19 @@ def test_backward_twice_with_retained_graph(name):
     (g1,) = torch.autograd.grad(out, z, retain_graph=True)
     (g2,) = torch.autograd.grad(out, z)
     torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [*ANALYTIC, "nr_dice"])
+def test_branches_of_other_devices_match(name, monkeypatch):
+    """GPUs skip the host-side shortcuts (no synchronisation): the general branches give the same
+    values and gradients (run here on the CPU with the shortcuts switched off)."""
+    import robustaug.losses._common as common
+
+    c = 4
+    z = logits((3, c, 3, 2), seed=16, scale=4.0)
+    t = labels(3, c, (3, 2), seed=16)
+    v1, g1 = _value_and_grad(build(name, c), z, t)
+    monkeypatch.setattr(common, "host_checks", lambda t: False)
+    v2, g2 = _value_and_grad(build(name, c), z, t)
+    torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-14)
