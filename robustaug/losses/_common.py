@@ -188,7 +188,10 @@ class _IndexLossFn(torch.autograd.Function):
     The loss object's ``_index_terms(z, y, p, lse)`` returns the per-element loss ``ell`` ``(N, *)``
     and its gradient with respect to ``log p`` as dense terms and column terms
     (``G = sum coef * base + sum_j coef_j * onehot(index_j)``); the gradient with respect to the
-    logits is the log-softmax Jacobian applied to it, ``G - p * sum_k G_k``.
+    logits is the log-softmax Jacobian applied to it, ``G - p * sum_k G_k``. The reduction is
+    applied here too. With dense terms the gradient per unit of incoming gradient is assembled in
+    the forward, in ``p``'s buffer (the dense bases are freed before the backward, a single
+    pass); otherwise the backward assembles it from ``p`` and the per-element coefficients.
     """
 
     @staticmethod
