@@ -1061,7 +1061,7 @@ class Bootstrap(RobustLoss):
                 [(y, -b), (ArgmaxIndex(z, z_max), b - 1)],
             )
         # H = -sum p log p, dH/dlog p_k = -p_k (log p_k + 1)
-        plogp = p * (z - lse)
+        plogp = torch.sub(z, lse).mul_(p)
         ent = -plogp.sum(1)
         base = plogp.add_(p)
         return b * (-s) + (1 - b) * ent, [(base, -(1 - b), 1 - ent)], [(y, -b)]
