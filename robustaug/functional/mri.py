@@ -919,23 +919,8 @@ def _rigid_grid_nograd(
     broadcast add into an interleaved layout whose innermost dimension has length ``nd`` runs
     several times slower on CPU, and ``grid_sample`` reads the strided grid as fast)."""
     nd = len(sp)
-    ang = np.radians(rotation_deg.detach().double().cpu().numpy().reshape(-1, 1 if nd == 2 else 3))
-    n = ang.shape[0]
-    if nd == 2:
-        c, s = np.cos(ang[:, 0]), np.sin(ang[:, 0])
-        rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    else:
-        rot = np.empty((n, 3, 3))
-        for i, (z, y, x_) in enumerate(ang):
-            rz = np.array([[np.cos(z), -np.sin(z), 0.0], [np.sin(z), np.cos(z), 0.0], [0.0, 0.0, 1.0]])
-            ry = np.array([[np.cos(y), 0.0, np.sin(y)], [0.0, 1.0, 0.0], [-np.sin(y), 0.0, np.cos(y)]])
-            rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(x_), -np.sin(x_)], [0.0, np.sin(x_), np.cos(x_)]])
-            rot[i] = rz @ ry @ rx
-    half_g = np.array([s_ * v / 2 for s_, v in zip(sp, spacing)])[::-1]  # grid order x=W, y=H, z=D
-    rt = np.swapaxes(rot, -1, -2)
-    a = rt * (half_g[None, None, :] / half_g[None, :, None])
-    t_g = translation_mm.detach().double().cpu().numpy().reshape(n, nd)[:, ::-1]
-    b = -np.einsum("nij,nj->ni", rt, t_g) / half_g
+    a, b = _rigid_coeffs_np(rotation_deg, translation_mm, sp, spacing)
+    n = a.shape[0]
     if coords is None:
         cs = [(2 * np.arange(m) + 1) / m - 1 for m in sp]
     else:
@@ -954,6 +939,63 @@ def _rigid_grid_nograd(
             out=planes[:, comp],
         )
     return planes.movedim(1, -1)
+
+
+def _rigid_coeffs_np(
+    rotation_deg: Tensor, translation_mm: Tensor, sp: Sequence[int], spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 ``(a, b)`` of :func:`rigid_resample`'s normalised sampling map ``g = a u + b``
+    (grid order x=W, y=H, z=D), ``a`` ``(n, nd, nd)`` and ``b`` ``(n, nd)``."""
+    nd = len(sp)
+    ang = np.radians(rotation_deg.detach().double().cpu().numpy().reshape(-1, 1 if nd == 2 else 3))
+    n = ang.shape[0]
+    if nd == 2:
+        c, s = np.cos(ang[:, 0]), np.sin(ang[:, 0])
+        rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    else:
+        rot = np.empty((n, 3, 3))
+        for i, (z, y, x_) in enumerate(ang):
+            rz = np.array([[np.cos(z), -np.sin(z), 0.0], [np.sin(z), np.cos(z), 0.0], [0.0, 0.0, 1.0]])
+            ry = np.array([[np.cos(y), 0.0, np.sin(y)], [0.0, 1.0, 0.0], [-np.sin(y), 0.0, np.cos(y)]])
+            rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(x_), -np.sin(x_)], [0.0, np.sin(x_), np.cos(x_)]])
+            rot[i] = rz @ ry @ rx
+    half_g = np.array([s_ * v / 2 for s_, v in zip(sp, spacing)])[::-1]  # grid order x=W, y=H, z=D
+    rt = np.swapaxes(rot, -1, -2)
+    a = rt * (half_g[None, None, :] / half_g[None, :, None])
+    t_g = translation_mm.detach().double().cpu().numpy().reshape(n, nd)[:, ::-1]
+    b = -np.einsum("nij,nj->ni", rt, t_g) / half_g
+    return a, b
+
+
+def _support_box_2d(
+    boxes: Sequence[list[tuple[int, int]] | None],
+    rotation_deg: Tensor,
+    translation_mm: Tensor,
+    sp: Sequence[int],
+    spacing: Sequence[float],
+) -> list[tuple[int, int]]:
+    """Output index ranges ``[(h0, h1), (w0, w1)]`` outside which every rigidly moved 2D image is
+    exactly zero: the union over the images of the preimages of their non-zero boxes (``boxes``,
+    one per image, None when all zero), widened by the bilinear footprint (1.5 px)."""
+    a, b = _rigid_coeffs_np(rotation_deg, translation_mm, sp, spacing)
+    nh, nw = sp
+    hs: list[float] = []
+    ws: list[float] = []
+    for k, box in enumerate(boxes):
+        if box is None:
+            continue
+        (h0, h1), (w0, w1) = box
+        inv = np.linalg.inv(a[k])
+        for ih, iw in itertools.product((h0 - 1.5, h1 + 0.5), (w0 - 1.5, w1 + 0.5)):
+            g = np.array([(2 * iw + 1) / nw - 1, (2 * ih + 1) / nh - 1])  # grid order (x=W, y=H)
+            u = inv @ (g - b[k])
+            ws.append(((u[0] + 1) * nw - 1) / 2)
+            hs.append(((u[1] + 1) * nh - 1) / 2)
+    if not hs:
+        return [(0, 0), (0, 0)]
+    y0, y1 = max(math.floor(min(hs)), 0), min(math.ceil(max(hs)) + 1, nh)
+    x0, x1 = max(math.floor(min(ws)), 0), min(math.ceil(max(ws)) + 1, nw)
+    return [(y0, max(y1, y0)), (x0, max(x1, x0))]
 
 
 def rigid_resample(
@@ -1211,9 +1253,25 @@ def _moved_spectra(
             return out
         ii = torch.tensor([i for i, _ in pairs])
         pp = torch.tensor([p for _, p in pairs])
-        moved = rigid_resample(
-            x.index_select(0, ii.to(x.device)), rot[ii, pp], tr[ii, pp], sp
-        )
+        xs, rots, trs = x.index_select(0, ii.to(x.device)), rot[ii, pp], tr[ii, pp]
+        if grad:
+            moved = rigid_resample(xs, rots, trs, sp)
+        else:  # resample only where some moved image can be non-zero (exact)
+            nzb = {i: _nonzero_box(x[i]) for i, _ in pairs}
+            (y0, y1), (x0, x1) = _support_box_2d(
+                [nzb[i] for i, _ in pairs], rots, trs, x.shape[2:], sp
+            )
+            if y1 <= y0 or x1 <= x0:
+                moved = torch.zeros_like(xs)
+            else:
+                nh, nw = x.shape[2:]
+                crd = [
+                    _norm_coords(nh, x.device, x.dtype)[y0:y1],
+                    _norm_coords(nw, x.device, x.dtype)[x0:x1],
+                ]
+                moved = rigid_resample(xs, rots, trs, sp, coords=crd)
+                if (y0, y1, x0, x1) != (0, nh, 0, nw):
+                    moved = F.pad(moved, (x0, nw - x1, y0, nh - y1))
         spec = torch.fft.rfft(moved, dim=d)
         for p in range(ne):
             sel = [k for k, (_, q) in enumerate(pairs) if q == p]
@@ -1497,7 +1555,10 @@ def _nonzero_box(x: Tensor) -> list[tuple[int, int]] | None:
         xa = xa.abs()
     # two vectorised reductions: over the last axis (contiguous), and over all leading axes
     head = xa.sum(-1).sum(0)  # (*spatial[:-1])
-    projs = [head.sum(dim=[j for j in range(head.ndim) if j != k]) for k in range(head.ndim)]
+    projs = [
+        head.sum(dim=[j for j in range(head.ndim) if j != k]) if head.ndim > 1 else head
+        for k in range(head.ndim)
+    ]  # (torch sums over every dim when given an empty dim list)
     projs.append(xa.reshape(-1, xa.shape[-1]).sum(0))
     box = []
     for proj in projs:
