@@ -967,37 +967,6 @@ def _rigid_coeffs_np(
     return a, b
 
 
-def _support_box_2d(
-    boxes: Sequence[list[tuple[int, int]] | None],
-    rotation_deg: Tensor,
-    translation_mm: Tensor,
-    sp: Sequence[int],
-    spacing: Sequence[float],
-) -> list[tuple[int, int]]:
-    """Output index ranges ``[(h0, h1), (w0, w1)]`` outside which every rigidly moved 2D image is
-    exactly zero: the union over the images of the preimages of their non-zero boxes (``boxes``,
-    one per image, None when all zero), widened by the bilinear footprint (1.5 px)."""
-    a, b = _rigid_coeffs_np(rotation_deg, translation_mm, sp, spacing)
-    nh, nw = sp
-    hs: list[float] = []
-    ws: list[float] = []
-    for k, box in enumerate(boxes):
-        if box is None:
-            continue
-        (h0, h1), (w0, w1) = box
-        inv = np.linalg.inv(a[k])
-        for ih, iw in itertools.product((h0 - 1.5, h1 + 0.5), (w0 - 1.5, w1 + 0.5)):
-            g = np.array([(2 * iw + 1) / nw - 1, (2 * ih + 1) / nh - 1])  # grid order (x=W, y=H)
-            u = inv @ (g - b[k])
-            ws.append(((u[0] + 1) * nw - 1) / 2)
-            hs.append(((u[1] + 1) * nh - 1) / 2)
-    if not hs:
-        return [(0, 0), (0, 0)]
-    y0, y1 = max(math.floor(min(hs)), 0), min(math.ceil(max(hs)) + 1, nh)
-    x0, x1 = max(math.floor(min(ws)), 0), min(math.ceil(max(ws)) + 1, nw)
-    return [(y0, max(y1, y0)), (x0, max(x1, x0))]
-
-
 def rigid_resample(
     x: Tensor,
     rotation_deg: Tensor,
@@ -1253,25 +1222,7 @@ def _moved_spectra(
             return out
         ii = torch.tensor([i for i, _ in pairs])
         pp = torch.tensor([p for _, p in pairs])
-        xs, rots, trs = x.index_select(0, ii.to(x.device)), rot[ii, pp], tr[ii, pp]
-        if grad:
-            moved = rigid_resample(xs, rots, trs, sp)
-        else:  # resample only where some moved image can be non-zero (exact)
-            nzb = {i: _nonzero_box(x[i]) for i, _ in pairs}
-            (y0, y1), (x0, x1) = _support_box_2d(
-                [nzb[i] for i, _ in pairs], rots, trs, x.shape[2:], sp
-            )
-            if y1 <= y0 or x1 <= x0:
-                moved = torch.zeros_like(xs)
-            else:
-                nh, nw = x.shape[2:]
-                crd = [
-                    _norm_coords(nh, x.device, x.dtype)[y0:y1],
-                    _norm_coords(nw, x.device, x.dtype)[x0:x1],
-                ]
-                moved = rigid_resample(xs, rots, trs, sp, coords=crd)
-                if (y0, y1, x0, x1) != (0, nh, 0, nw):
-                    moved = F.pad(moved, (x0, nw - x1, y0, nh - y1))
+        moved = rigid_resample(x.index_select(0, ii.to(x.device)), rot[ii, pp], tr[ii, pp], sp)
         spec = torch.fft.rfft(moved, dim=d)
         for p in range(ne):
             sel = [k for k, (_, q) in enumerate(pairs) if q == p]

@@ -149,10 +149,10 @@ def test_nonzero_box_2d_3d():
     assert F._nonzero_box(torch.zeros(1, 5, 5)) is None
 
 
-def test_motion_2d_inference_path_crops_exactly():
-    # no grad: the moved 2D poses are resampled only on the union of their supports; must equal
-    # the autograd path (full grids) for objects inside the FOV, touching its border, with
-    # negative values, an all-zero sample, and large rotations
+def test_motion_2d_inference_path_matches_autograd_path():
+    # no grad: NumPy pose coefficients, planar grids, line runs; must equal the autograd path for
+    # objects inside the FOV, touching its border, with negative values, an all-zero sample, and
+    # large rotations
     base = phantom((56, 48), seed=6)["image"][None]
     x = torch.cat([base, torch.roll(base, (20, -17), (2, 3)), -0.4 * base.flip(-1),
                    torch.zeros_like(base)])
