@@ -708,7 +708,9 @@ def gibbs(x: Tensor, fraction: Tensor | float, *, axes: Sequence[int] | None = N
         y = _gibbs_one(x, rows[0], dims)
     else:
         y = torch.cat([_gibbs_one(x[i : i + 1], rows[i], dims) for i in range(x.shape[0])])
-    return y if y is x else y.abs()
+    if y is x:
+        return y
+    return y.abs() if y.requires_grad else y.abs_()  # y is a fresh FFT output
 
 
 # ----------------------------------------------------------------------------- undersampling
