@@ -189,9 +189,13 @@ def test_phantom_statistics_and_determinism():
     env, tis, cyst = a["envelope"][0], a["tissue_mask"], a["cyst_mask"]
     assert float(env[cyst].mean()) < 0.3 * float(env[tis].mean())
     assert float(env[a["reflector_mask"]].mean()) > 2 * float(env[tis].mean())
-    # Envelope formed from complex scatterers: near-Rayleigh SNR in textured tissue.
-    snr = float(env[tis].mean() / env[tis].std())
-    assert 1.4 < snr < 2.1
+    # Envelope formed from complex circular Gaussian scatterers: divided by the echogenicity (the
+    # RMS scatterer amplitude) it is Rayleigh, E[r]^2 / E[r^2] = pi/4 and SNR = 1/sqrt(4/pi - 1)
+    # = 1.913 (a real-part or half-normal envelope gives 2/pi and 1.32). Tolerances cover the
+    # PSF-correlated samples of one 128x128 image (seeds 0-11: within 1 % and 2.5 %).
+    r = (env / a["echogenicity"][0].clamp_min(1e-8))[tis]
+    assert abs(float(r.mean() ** 2 / (r**2).mean()) / (math.pi / 4) - 1) < 0.02
+    assert abs(float(r.mean() / r.std()) / (1 / math.sqrt(4 / math.pi - 1)) - 1) < 0.05
     assert a["bmode"].min() >= 0 and a["bmode"].max() <= 1
 
 
