@@ -220,29 +220,6 @@ def _frac_pair(xi: Tensor, dim: int, period: Tensor) -> tuple[Tensor, Tensor]:
 _CHUNK = 1 << 17
 
 
-def _soft_mag_into(sq: Tensor, out: Tensor, tmp: Tensor, dl: float) -> None:
-    """``out = soft_magnitude(sq, dl)`` without masks, ``where`` or square roots of zeros (all
-    three are slow on CPU; ``sqrt(0)`` takes a slow path, and background voxels are 0).
-
-    ``out = sqrt(max(sq, dl^2)) w(s)`` with ``s = min(sq / dl^2, 1)`` and ``w(s) = s (1.5 - 0.5 s)``:
-    below ``dl`` this is ``dl w = sq (1.5/dl - 0.5 sq/dl^3)`` (the same polynomial), above it
-    ``w(1) = 1`` exactly, so ``out = sqrt(sq)`` bit for bit. ``sq`` and ``tmp`` (cache-resident
-    scratch of ``out``'s shape) are overwritten; ``out`` (cold memory) is written once.
-    """
-    if dl <= 0:
-        torch.sqrt(sq, out=out)
-        return
-    d2 = dl * dl
-    if float(sq.amin()) >= d2:  # nothing below delta in this slab
-        torch.sqrt(sq, out=out)
-        return
-    s = torch.mul(sq, 1.0 / d2, out=tmp).clamp_max_(1.0)
-    r = sq.clamp_min_(d2).sqrt_()
-    r.mul_(s)
-    torch.mul(s, -0.5, out=s).add_(1.5)
-    torch.mul(r, s, out=out)
-
-
 def _ghosting_nograd(
     x: Tensor,
     d: int,
@@ -297,7 +274,10 @@ def _ghosting_nograd(
                     torch.add(xc.narrow(pe, j1, ln2), a_, alpha=c, out=r_).add_(b_, alpha=c)
                     torch.sub(a_, b_, out=im.narrow(pe, j1, ln2)).mul_(s)
             sq = re.mul_(re).addcmul_(im, im)
-            _soft_mag_into(sq, oc, im, dl)
+            if dl > 0:
+                _soft_mag_scaled(sq.mul_(1.0 / (dl * dl)), oc, im, dl)
+            else:
+                torch.sqrt(sq, out=oc)
     return out
 
 
@@ -351,13 +331,12 @@ def _ghost_fractional(
         nzl = xi.sum(dim=pe) != 0
     else:
         nzl = (xi.amax(dim=pe) != 0) | (xi.amin(dim=pe) != 0)
-    if not bool(nzl.any()):
+    box = _mask_box(nzl)
+    if box is None:
         oi.zero_()
         return
     xb, ob = xi, oi
-    for k, d in enumerate(lead):  # crop to the box of non-zero lines, zero-fill the rest
-        proj = nzl.movedim(k, 0).reshape(nzl.shape[k], -1).any(dim=1).nonzero()
-        b0, b1 = int(proj[0]), int(proj[-1]) + 1
+    for (b0, b1), d in zip(box, lead):  # crop to the box of non-zero lines, zero-fill the rest
         ob.narrow(d, 0, b0).zero_()
         ob.narrow(d, b1, ob.shape[d] - b1).zero_()
         xb, ob = xb.narrow(d, b0, b1 - b0), ob.narrow(d, b0, b1 - b0)
@@ -520,25 +499,6 @@ def _spike1_nograd(
     sp = x.shape[2:]
     two_pi = 2 * math.pi
     k64, ph64 = k.detach().double().cpu().numpy(), ph.detach().double().cpu().numpy()
-    if len(sp) == 2 and x[0].numel() <= _CHUNK:
-        # small 2D images: the whole batch at once, cos(theta) = cos a_h cos a_w - sin a_h sin a_w
-        # from per-axis phases (a_h carries the spike phase), ~10 passes and few dispatches
-        ph_ax = [np.zeros((x.shape[0], n)) for n in sp]
-        for j, dd in enumerate(dims):
-            n_ = sp[dd - 2]
-            ph_ax[dd - 2] = ph_ax[dd - 2] + (two_pi / n_) * np.outer(k64[:, j], np.arange(n_))
-        ah, aw = ph_ax[0] + ph64[:, None], ph_ax[1]
-        trig = np.concatenate([np.cos(ah), np.sin(ah), np.cos(aw), np.sin(aw)], 1)
-        trig_t = torch.from_numpy(trig).to(device=x.device, dtype=x.dtype)
-        h_, w_ = sp
-        ch, sh_ = trig_t[:, None, :h_, None], trig_t[:, None, h_ : 2 * h_, None]
-        cw, sw = trig_t[:, None, None, 2 * h_ : 2 * h_ + w_], trig_t[:, None, None, 2 * h_ + w_ :]
-        cos_t = torch.mul(ch, cw).addcmul_(sh_, sw, value=-1.0)  # (B, 1, H, W)
-        bamp_t = amp.detach().reshape(-1, 1, 1, 1) * mean.detach().abs()  # (B, C, 1, 1)
-        # sq = x^2 + 2 b x cos(theta) + b^2 = (x + 2 b cos theta) x + b^2
-        sq = torch.addcmul(x, cos_t, bamp_t, value=2.0).mul_(x).add_(bamp_t * bamp_t).clamp_min_(0.0)
-        den = torch.add(sq, TINY).sqrt_().add_(TINY**0.5)
-        return sq.div_(den)
     out = torch.empty_like(x)
     bamp = (amp.detach()[:, None] * mean.detach().abs().flatten(1)).cpu().tolist()  # (B, C)
     rows = sp[0]
@@ -949,18 +909,9 @@ def _rigid_coeffs_np(
     """Float64 ``(a, b)`` of :func:`rigid_resample`'s normalised sampling map ``g = a u + b``
     (grid order x=W, y=H, z=D), ``a`` ``(n, nd, nd)`` and ``b`` ``(n, nd)``."""
     nd = len(sp)
-    ang = np.radians(rotation_deg.detach().double().cpu().numpy().reshape(-1, 1 if nd == 2 else 3))
-    n = ang.shape[0]
-    if nd == 2:
-        c, s = np.cos(ang[:, 0]), np.sin(ang[:, 0])
-        rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    else:
-        rot = np.empty((n, 3, 3))
-        for i, (z, y, x_) in enumerate(ang):
-            rz = np.array([[np.cos(z), -np.sin(z), 0.0], [np.sin(z), np.cos(z), 0.0], [0.0, 0.0, 1.0]])
-            ry = np.array([[np.cos(y), 0.0, np.sin(y)], [0.0, 1.0, 0.0], [-np.sin(y), 0.0, np.cos(y)]])
-            rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(x_), -np.sin(x_)], [0.0, np.sin(x_), np.cos(x_)]])
-            rot[i] = rz @ ry @ rx
+    ang = rotation_deg.detach().double().cpu().reshape(-1, 1 if nd == 2 else 3)
+    rot = _rotation_matrix(ang, nd).numpy()  # the one definition of the rotation convention
+    n = rot.shape[0]
     half_g = np.array([s_ * v / 2 for s_, v in zip(sp, spacing)])[::-1]  # grid order x=W, y=H, z=D
     rt = np.swapaxes(rot, -1, -2)
     a = rt * (half_g[None, None, :] / half_g[None, :, None])
@@ -1507,14 +1458,17 @@ def _nonzero_box(x: Tensor) -> list[tuple[int, int]] | None:
     if not bool(xa.amin() >= 0):
         xa = xa.abs()
     # two vectorised reductions: over the last axis (contiguous), and over all leading axes
-    head = xa.sum(-1).sum(0)  # (*spatial[:-1])
-    projs = [
-        head.sum(dim=[j for j in range(head.ndim) if j != k]) if head.ndim > 1 else head
-        for k in range(head.ndim)
-    ]  # (torch sums over every dim when given an empty dim list)
-    projs.append(xa.reshape(-1, xa.shape[-1]).sum(0))
+    head = _mask_box(xa.sum(-1).sum(0) != 0)  # spatial axes but the last
+    last = _mask_box(xa.reshape(-1, xa.shape[-1]).sum(0) != 0)
+    return None if head is None or last is None else head + last
+
+
+def _mask_box(m: Tensor) -> list[tuple[int, int]] | None:
+    """Half-open index ranges of the True entries of a boolean tensor along each of its dims, or
+    None when there are none."""
     box = []
-    for proj in projs:
+    for k in range(m.ndim):
+        proj = m if m.ndim == 1 else m.any(dim=[j for j in range(m.ndim) if j != k])
         idx = proj.nonzero()
         if idx.numel() == 0:
             return None
