@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import LabelIndex, RobustLoss, class_dot, no_autocast, reduce_loss, register_loss
+from ._common import (
+    LabelIndex,
+    RobustLoss,
+    _scaled_by,
+    class_dot,
+    no_autocast,
+    reduce_loss,
+    register_loss,
+)
 
 __all__ = ["NoiseRobustDice"]
 
@@ -71,7 +79,7 @@ class _DiceIndexFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, y, a, gamma, eps):  # type: ignore[override]
+    def forward(ctx, z, y, a, gamma, eps, reduction):  # type: ignore[override]
         n, c = z.shape[:2]
         v = y[0].numel()
         shape_in = z.shape
@@ -129,16 +137,19 @@ class _DiceIndexFn(torch.autograd.Function):
             alpha = inv.mul_(gamma * a).view(shape)
         if 1 < gamma < 2:  # sign(d) = -1 at the label
             idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
+        if reduction == "mean":  # the reduction's 1/N folded into the (N, C) coefficients
+            alpha.mul_(1.0 / n)
+            beta.mul_(1.0 / n)
         h = s.mul_(alpha).addcmul_(p, beta)
         gz = h.sub_(class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
         ctx.save_for_backward(gz)
-        return loss
+        return loss.mean() if reduction == "mean" else loss.sum()
 
     @staticmethod
     def backward(ctx, go):  # type: ignore[override]
         (gz,) = ctx.saved_tensors
-        shape = (gz.shape[0],) + (1,) * (gz.dim() - 1)
-        return gz * go.to(gz.dtype).view(shape), None, None, None, None
+        # the gradient of the reduced loss; returned as it is for ``loss.backward()``
+        return _scaled_by(gz, go), None, None, None, None, None
 
 
 @register_loss("nr_dice", "noise_robust_dice")
@@ -194,8 +205,9 @@ class NoiseRobustDice(RobustLoss):
             fast = self._analytic and self.reduction != "none" and not soft and valid is None
             if fast and target.numel() > 0:
                 w = self._class_average(c, z)
-                per_sample = _DiceIndexFn.apply(z.contiguous(), target, w, self.gamma, self.eps)
-                return reduce_loss(per_sample, None, self.reduction)
+                return _DiceIndexFn.apply(
+                    z.contiguous(), target, w, self.gamma, self.eps, self.reduction
+                )
             p = F.softmax(z, dim=1)
             if soft:
                 g = target

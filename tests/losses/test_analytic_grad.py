@@ -280,3 +280,58 @@ def test_branches_of_other_devices_match(name, monkeypatch):
     v2, g2 = _value_and_grad(build(name, c), z, t)
     torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-14)
+
+
+DENSE_FOLDED = ["nfl", "nnfl", "nfl_plus_rce", "ngce", "focal", "forward", "nr_dice"]
+
+
+@pytest.mark.parametrize("name", DENSE_FOLDED)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_plain_backward_returns_the_reduced_gradient(name, reduction):
+    """``loss.backward()`` (incoming gradient exactly 1) takes the branch that hands the saved
+    gradient buffer to autograd; with weights and ignored elements it must still equal autograd of
+    the formula, also for a non-unit incoming gradient, a leaf whose ``.grad`` accumulates, and a
+    second backward through a retained graph after ``.grad`` was modified in place."""
+    c = 4
+    kw = {"reduction": reduction}
+    if name != "nr_dice":
+        kw |= {"weight": torch.linspace(0.5, 2.0, c, dtype=torch.float64), "ignore_index": 2}
+    z0 = logits((3, c, 3, 2), seed=21, scale=3.0)
+    t = labels(3, c, (3, 2), seed=21)
+    if name != "nr_dice":
+        t.view(-1)[::5] = 2
+    ref = _reference(build(name, c, **kw))
+    if name == "nr_dice":
+        ref._analytic = False  # Dice's switch for the autograd path
+    zr = z0.clone().requires_grad_(True)
+    ref(zr, t).backward()
+    z = z0.clone().requires_grad_(True)
+    out = build(name, c, **kw)(z, t)
+    assert out.grad_fn.name().startswith(("_IndexLossFn", "_DiceIndexFn"))
+    out.backward(retain_graph=True)
+    torch.testing.assert_close(z.grad, zr.grad, rtol=1e-8, atol=1e-11)
+    z.grad.mul_(0.0)  # in place on .grad: the retained graph must not see it
+    out.backward(retain_graph=True)
+    torch.testing.assert_close(z.grad, zr.grad, rtol=1e-8, atol=1e-11)
+    (3.0 * out).backward()  # non-unit incoming gradient, accumulated into .grad
+    torch.testing.assert_close(z.grad, 4.0 * zr.grad, rtol=1e-8, atol=1e-11)
+
+
+def test_plain_backward_with_the_logits_used_twice():
+    """Two losses on the same logits: autograd sums the two returned buffers (in place into one of
+    them when nothing else holds it), which must give the sum of the two gradients."""
+    c = 5
+    z0 = logits((6, c), seed=22, scale=2.0)
+    t1, t2 = labels(6, c, (), seed=22), labels(6, c, (), seed=23)
+    ref = [_reference(robust_loss("nfl")), _reference(robust_loss("ngce"))]
+    zr = z0.clone().requires_grad_(True)
+    (ref[0](zr, t1) + ref[1](zr, t2)).backward()
+    z = z0.clone().requires_grad_(True)
+    (robust_loss("nfl")(z, t1) + robust_loss("ngce")(z, t2)).backward()
+    torch.testing.assert_close(z.grad, zr.grad, rtol=1e-8, atol=1e-11)
+    # a non-leaf input: the returned buffer flows on through the graph (chain rule: x 2)
+    w = z0.clone().requires_grad_(True)
+    robust_loss("nfl")(w * 2.0, t1).backward()
+    wr = z0.clone().requires_grad_(True)
+    ref[0](wr * 2.0, t1).backward()
+    torch.testing.assert_close(w.grad, wr.grad, rtol=1e-8, atol=1e-11)
