@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -341,11 +342,10 @@ class Ghosting(Transform):
         }
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        kw = {
-            k: params[k].to(device=x.device, dtype=x.dtype)
-            for k in ("amplitude", "period", "phase")
-        }
-        return F.ghosting(x, kw["amplitude"], kw["period"], kw["phase"], pe_axis=self.pe_axis)
+        # (the kernel moves the (B,) parameters to x's device and dtype where it needs them)
+        return F.ghosting(
+            x, params["amplitude"], params["period"], params["phase"], pe_axis=self.pe_axis
+        )
 
     def _repr_args(self) -> dict[str, Any]:
         return {"amplitude": self.amplitude, "period": self.period, "pe_axis": self.pe_axis}
@@ -532,19 +532,18 @@ class Spike(Transform):
 
     def sample_params(self, x: Tensor, generator: torch.Generator | None) -> Params:
         b, nd, s = x.shape[0], x.ndim - 2, self.num_spikes
-        direction = torch.randn(b, s, nd, generator=generator, dtype=torch.float64)
-        direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        dist = self.uniform(self.distance, b * s, generator).reshape(b, s, 1)
-        half = torch.tensor([n / 2 for n in x.shape[2:]], dtype=torch.float64)
+        # (small arrays: the arithmetic in NumPy, ~1 us per operation instead of ~3)
+        direction = torch.randn(b, s, nd, generator=generator, dtype=torch.float64).numpy()
+        norm = np.sqrt(np.square(direction).sum(-1, keepdims=True))
+        dist = self.uniform(self.distance, b * s, generator).numpy().reshape(b, s, 1)
+        half = np.array([n / 2 for n in x.shape[2:]])
         amp = self.uniform(self.intensity, b * s, generator).reshape(b, s)
         ph = self.uniform((0.0, 2 * math.pi), b * s, generator).reshape(b, s)
-        return {"k": direction * dist * half, "amplitude": amp, "phase": ph}
+        k = direction / np.maximum(norm, 1e-12) * dist * half
+        return {"k": torch.from_numpy(k), "amplitude": amp, "phase": ph}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        dev, dt = x.device, x.dtype
-        return F.spike(
-            x, params["k"].to(dev, dt), params["amplitude"].to(dev, dt), params["phase"].to(dev, dt)
-        )
+        return F.spike(x, params["k"], params["amplitude"], params["phase"])
 
     def _repr_args(self) -> dict[str, Any]:
         return {

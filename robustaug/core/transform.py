@@ -214,14 +214,15 @@ class Transform(SeedMixin, nn.Module):
         """Draw ``n`` values uniformly in ``[lo, hi]`` (float64, CPU); a fixed value if lo == hi."""
         lo, hi = float(rng[0]), float(rng[1])
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return lo + (hi - lo) * u
+        # the same two float64 operations in NumPy (~1 us each instead of ~3 for torch ops)
+        return torch.from_numpy(lo + (hi - lo) * u.numpy())
 
     @staticmethod
     def log_uniform(rng: tuple[float, float], n: int, generator: torch.Generator | None) -> Tensor:
         """Draw ``n`` values log-uniformly in ``[lo, hi]`` (both > 0)."""
         lo, hi = math.log(float(rng[0])), math.log(float(rng[1]))
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return torch.exp(lo + (hi - lo) * u)
+        return torch.exp(torch.from_numpy(lo + (hi - lo) * u.numpy()))
 
     # ------------------------------------------------------------------ call path
     def _sample_mask(self, n: int, generator: torch.Generator | None) -> Tensor:

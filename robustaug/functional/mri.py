@@ -55,6 +55,17 @@ def _vec(v: Tensor | float, x: Tensor, name: str) -> Tensor:
     return t
 
 
+def _vec64(v: Tensor | float, b: int, name: str) -> np.ndarray:
+    """:func:`_vec` as a float64 NumPy array (the CPU inference paths), with the same checks."""
+    t = v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v)
+    t = t.astype(np.float64, copy=False)
+    if t.ndim == 0:
+        t = np.broadcast_to(t, (b,))
+    if t.ndim != 1 or t.shape[0] != b:
+        raise ValueError(f"`{name}` must be a scalar or have shape (B,) = ({b},), got {t.shape}.")
+    return t
+
+
 def _along(v: Tensor, x: Tensor, dim: int) -> Tensor:
     """Reshape ``(B, N)`` (or ``(N,)``) values to broadcast against ``x`` along tensor ``dim``."""
     shape = [1] * x.ndim
@@ -174,6 +185,20 @@ def ghosting(
     """
     d = spatial_dim(x, pe_axis, "pe_axis")
     n = x.shape[d]
+    b = x.shape[0]
+    if b and x[0].numel() <= _CHUNK and _numpy_ok(x) and not _needs_grad(x, amplitude, period, phase):
+        # small samples on CPU (2D images): whole-pixel shifts entirely in NumPy
+        a64, p64 = _vec64(amplitude, b, "amplitude"), _vec64(period, b, "period")
+        phi64 = _vec64(phase, b, "phase")
+        shift = n / p64
+        if bool(np.all(np.abs(shift - np.round(shift)) < 1e-6)):
+            xn = x.detach().numpy()
+            out = np.empty(xn.shape, dtype=xn.dtype)
+            for i in range(b):
+                c, s = 0.5 * a64[i] * math.cos(phi64[i]), 0.5 * a64[i] * math.sin(phi64[i])
+                k = round(float(shift[i])) % n
+                _ghost_int_np(xn[i], out[i], d - 1, k, float(c), float(s), smooth)
+            return torch.from_numpy(out)
     a = _vec(amplitude, x, "amplitude")
     per = _vec(period, x, "period")
     phi = _vec(phase, x, "phase")
@@ -249,6 +274,9 @@ def _ghosting_nograd(
         if not is_int[i]:
             _ghost_fractional(xi, oi, pe, per[i], c, s, smooth)
             continue
+        if xi.numel() <= _CHUNK and _numpy_ok(xi):
+            _ghost_int_np(xi.numpy(), oi.numpy(), pe, round(float(shift[i])) % n, c, s, smooth)
+            continue
         dl = float(_ghost_delta(xi[None], smooth)[0])
         cdim = other[0] if other and xi.numel() > _CHUNK else None
         if cdim is None:
@@ -279,6 +307,55 @@ def _ghosting_nograd(
             else:
                 torch.sqrt(sq, out=oc)
     return out
+
+
+def _ghost_int_np(
+    x: np.ndarray, out: np.ndarray, pe: int, k: int, c: float, s: float, smooth: float
+) -> None:
+    """Whole-pixel ghosting of one small sample ``x`` (``(C, *spatial)``, NumPy) into ``out``.
+
+    The arithmetic of :func:`_ghosting_nograd` with NumPy calls (~1 us each, the cost that matters
+    on a 2D image): ``re = x + c (S_-k x + S_+k x)`` built in ``out`` segment by segment,
+    ``im = s (S_-k x - S_+k x)``, ``|z|^2`` in place, its square root, and the soft magnitude's
+    polynomial only where ``0 < |z|^2 < delta^2`` (few pixels: the zero background is exact).
+    """
+    n = x.shape[pe]
+    lo, hi = float(x.min()), float(x.max())
+    peak = max(hi, -lo)
+    dl = smooth * 2.0 ** round(math.log2(peak)) if smooth > 0 and peak > 0 else 0.0
+    sq = out
+    if k == 0:  # both ghosts land on the object
+        np.multiply(x, 1 + 2 * c, out=sq)
+        sq *= sq
+    else:
+        im = np.empty_like(x)
+        sl = [slice(None)] * x.ndim
+
+        def seg(a: int, ln: int) -> tuple[slice, ...]:
+            sl[pe] = slice(a, a + ln)
+            return tuple(sl)
+
+        for j1, j2 in itertools.pairwise(sorted({0, k, n - k, n})):
+            if j2 <= j1:
+                continue
+            ln = j2 - j1
+            a_, b_ = x[seg((j1 + k) % n, ln)], x[seg((j1 - k) % n, ln)]  # x[j + k], x[j - k]
+            r_, i_ = sq[seg(j1, ln)], im[seg(j1, ln)]
+            np.add(a_, b_, out=r_)
+            r_ *= c
+            r_ += x[seg(j1, ln)]
+            np.subtract(a_, b_, out=i_)
+        st, ti = torch.from_numpy(sq), torch.from_numpy(im)  # torch's fused addcmul: 2 passes
+        st.mul_(st).addcmul_(ti, ti, value=s * s)
+    if dl > 0:
+        d2 = dl * dl
+        low = sq < d2
+        low &= sq > 0
+        idx = np.flatnonzero(low)
+        v = sq.reshape(-1)[idx]
+    np.sqrt(sq, out=sq)
+    if dl > 0 and idx.size:
+        sq.reshape(-1)[idx] = v * (1.5 / dl - v * (0.5 / (d2 * dl)))
 
 
 def _copy_into(dst: Tensor, src: Tensor) -> None:
@@ -454,19 +531,31 @@ def spike(
         The magnitude image. ``mean(x)`` is per sample and channel.
     """
     dims = spatial_dims(x, axes)
+    b = x.shape[0]
+    if _numpy_ok(x) and not _needs_grad(x, k, amplitude, phase):
+        # inference on CPU: the parameters as float64 NumPy arrays (no device or dtype round trip)
+        k64 = _np64(k)
+        if k64.ndim == 2:
+            k64 = k64[:, None, :]
+        if k64.shape == (b, 1, len(dims)):
+            amp64 = np.broadcast_to(_np64(amplitude).reshape(b, -1), (b, 1))
+            ph64 = _np64(phase)
+            ph64 = np.broadcast_to(ph64.reshape(b, -1) if ph64.ndim else ph64, (b, 1))
+            return _spike1_np(x, dims, k64[:, 0], amp64[:, 0], ph64[:, 0])
     k = torch.as_tensor(k, device=x.device, dtype=x.dtype)
     if k.ndim == 2:
         k = k[:, None, :]
-    b, ns = x.shape[0], k.shape[1]
+    ns = k.shape[1]
     if k.shape != (b, ns, len(dims)):
         raise ValueError(f"`k` must have shape (B, S, {len(dims)}), got {tuple(k.shape)}.")
     amp = torch.as_tensor(amplitude, device=x.device, dtype=x.dtype).reshape(b, -1).expand(b, ns)
     ph = torch.as_tensor(phase, device=x.device, dtype=x.dtype)
     ph = ph.reshape(b, -1).expand(b, ns) if ph.ndim else ph.expand(b, ns)
-    mean = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)  # (B, C, 1, ...)
     grad = torch.is_grad_enabled() and (x.requires_grad or amp.requires_grad or ph.requires_grad)
     if ns == 1 and not grad and not k.requires_grad:
+        mean = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
         return _spike1_nograd(x, dims, k[:, 0], amp[:, 0], ph[:, 0], mean)
+    mean = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)  # (B, C, 1, ...)
     re = x
     im = None
     for s in range(ns):
@@ -533,6 +622,100 @@ def _spike1_nograd(
                 den = torch.add(sq, TINY).sqrt_().add_(TINY**0.5)
                 torch.div(sq, den, out=oc)
     return out
+
+
+def _needs_grad(*args: object) -> bool:
+    """Whether autograd records through any tensor among ``args``."""
+    return torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
+def _np64(v: Tensor | float | Sequence[float]) -> np.ndarray:
+    """A (small) parameter as a float64 NumPy array."""
+    if isinstance(v, Tensor):
+        return v.detach().cpu().numpy().astype(np.float64, copy=False)
+    return np.asarray(v, dtype=np.float64)
+
+
+def _numpy_ok(x: Tensor) -> bool:
+    """Whether ``x`` can be processed as a NumPy view: a CPU float32/float64 tensor, no autograd.
+
+    For the inference paths of the k-space kernels: a NumPy ufunc call costs ~1 us where a torch
+    op costs ~3-5 us, which is most of the time of a kernel on a 2D image."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _spike1_np(
+    x: Tensor, dims: Sequence[int], k: np.ndarray, amp: np.ndarray, ph: np.ndarray
+) -> Tensor:
+    """:func:`_spike1_nograd` with NumPy on CPU float tensors, the same arithmetic in fewer passes.
+
+    ``theta = t0 + tp`` with ``t0`` along the first spatial axis and ``tp`` on the rest, so
+    ``2 b cos theta = [2b cos t0, -2b sin t0] @ [cos tp; sin tp]``: one rank-2 matrix product
+    (BLAS) per slab of rows writes it straight into the output, then
+    ``|x + b e^{i theta}|^2 = x (x + 2 b cos theta) + b^2`` and its square root in place.
+    """
+    xn = x.detach().numpy()
+    dt = xn.dtype
+    b_, c_ = xn.shape[:2]
+    sp = xn.shape[2:]
+    out = np.empty(xn.shape, dtype=dt)
+    if out.size == 0:
+        return torch.from_numpy(out)
+    exact = dt == np.float64
+    mean = x.detach().mean(dim=tuple(range(2, x.ndim))).abs_().tolist()  # (B, C)
+    rows = sp[0]
+    plane = out[0, 0].size // rows
+    step = max(1, min(rows, _CHUNK // max(1, plane)))
+    tmp = np.empty((step, plane), dtype=dt) if exact else None
+    basis = np.empty((2, *sp[1:]), dtype=dt)
+    coef = np.empty((2, rows), dtype=dt)
+    dims0 = [dd - 2 for dd in dims]
+    for b in range(b_):
+        kb = k[b].tolist()
+        t0 = _ramp(rows) * kb[dims0.index(0)] if 0 in dims0 else np.zeros(rows)
+        t0 += float(ph[b])
+        tp = None  # phase on the plane of the remaining axes (broadcast outer sum)
+        for j, a in enumerate(dims0):
+            if a > 0:
+                v = (_ramp(sp[a]) * kb[j]).reshape([-1 if q == a - 1 else 1 for q in range(len(sp) - 1)])
+                tp = v if tp is None else tp + v
+        if tp is None:
+            basis[0], basis[1] = 1.0, 0.0
+        else:
+            np.cos(tp, out=basis[0])  # (broadcast over axes without a phase)
+            np.sin(tp, out=basis[1])
+        cos0, sin0 = np.cos(t0), np.sin(t0)
+        bas = basis.reshape(2, plane)
+        for c in range(c_):
+            bc = float(amp[b]) * mean[b][c]
+            np.multiply(cos0, 2 * bc, out=coef[0])
+            np.multiply(sin0, -2 * bc, out=coef[1])
+            xf, of = xn[b, c].reshape(rows, plane), out[b, c].reshape(rows, plane)
+            for i0 in range(0, rows, step):
+                ln = min(step, rows - i0)
+                xs, o = xf[i0 : i0 + ln], of[i0 : i0 + ln]
+                np.matmul(coef[:, i0 : i0 + ln].T, bas, out=o)  # 2 b cos theta
+                o += xs
+                o *= xs
+                o += bc * bc
+                torch.from_numpy(o).clamp_min_(0.0)  # (rounding can dip below 0)
+                if exact:  # the autograd path's sq / (sqrt(sq + TINY) + sqrt(TINY))
+                    t = tmp[:ln]
+                    np.add(o, TINY, out=t)
+                    np.sqrt(t, out=t)
+                    t += TINY**0.5
+                    o /= t
+                else:  # the same to float32 rounding (differs by < 1e-10 absolute)
+                    np.sqrt(o, out=o)
+    return torch.from_numpy(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _ramp(n: int) -> np.ndarray:
+    """``2 pi r / n`` for ``r = 0..n-1`` (float64, read-only, cached)."""
+    r = np.arange(n, dtype=np.float64) * (2 * math.pi / n)
+    r.flags.writeable = False
+    return r
 
 
 def _sqrt_mag(sq: Tensor) -> Tensor:
@@ -613,10 +796,21 @@ def _gibbs_one(x: Tensor, fracs: Sequence[float], dims: Sequence[int]) -> Tensor
     n_last = x.shape[last]
     z = torch.fft.rfft(x, dim=last).narrow(last, 0, k_last + 1)
     others = todo[:-1]
-    for dd, kk in others:
-        n = x.shape[dd]
+    if others and not z.requires_grad:
+        # innermost axis of the chain: the fresh FFT output is truncated in place (its middle
+        # bins zeroed) and transformed back, no gather of the kept bins and no zero-filled copy
+        *others, (dd, kk) = others
+    else:
+        dd = None
+    for d2, k2 in others:
+        n = x.shape[d2]
+        z = torch.fft.fft(z, dim=d2)
+        z = torch.cat([z.narrow(d2, 0, k2 + 1), z.narrow(d2, n - k2, k2)], dim=d2)
+    if dd is not None:
+        n = z.shape[dd]
         z = torch.fft.fft(z, dim=dd)
-        z = torch.cat([z.narrow(dd, 0, kk + 1), z.narrow(dd, n - kk, kk)], dim=dd)
+        z.narrow(dd, kk + 1, n - (2 * kk + 1)).zero_()
+        z = torch.fft.ifft(z, dim=dd)
     for dd, kk in reversed(others):
         n = x.shape[dd]
         full_shape = list(z.shape)
@@ -656,12 +850,12 @@ def gibbs(x: Tensor, fraction: Tensor | float, *, axes: Sequence[int] | None = N
         The magnitude image.
     """
     dims = spatial_dims(x, axes)
-    f = torch.as_tensor(fraction, dtype=torch.float64).detach().cpu()
+    f = _np64(fraction)  # (host-side values: they set the FFT sizes)
     if f.ndim == 0:
-        f = f.expand(x.shape[0])
+        f = np.broadcast_to(f, (x.shape[0],))
     if f.ndim == 1:
-        f = f[:, None].expand(x.shape[0], len(dims))
-    if f.shape != (x.shape[0], len(dims)) or bool(((f <= 0) | (f > 1)).any()):
+        f = np.broadcast_to(f[:, None], (f.shape[0], len(dims)))
+    if f.shape != (x.shape[0], len(dims)) or not bool(((f > 0) & (f <= 1)).all()):
         raise ValueError(f"`fraction` must lie in (0, 1] with shape (B,) or (B, {len(dims)}).")
     rows = [tuple(r) for r in f.tolist()]
     if all(r == rows[0] for r in rows):

@@ -530,3 +530,33 @@ def test_spike_inference_path_matches_autograd_path():
         slow = F.spike(x2.clone().requires_grad_(True), kk, amp2, ph2, axes=axes).detach()
         assert fast.shape == x2.shape and fast.min() >= 0
         assert (fast - slow).abs().max() < 1e-10
+
+
+def test_small_image_numpy_paths_match_autograd_paths(monkeypatch):
+    # 2D images on the CPU take NumPy inference paths (whole-pixel ghosting, one spike): same
+    # values as the autograd paths, in float64 and float32, for several channels, negative values,
+    # a zero background, a whole-FOV shift (n = 1) and batches with different parameters
+    calls = []
+    for name in ("_ghost_int_np", "_spike1_np"):
+        fn = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda *a, _f=fn, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    base = torch.stack([torch.cat([phantom((48, 40), seed=s)["image"],
+                                   -0.5 * phantom((48, 40), seed=s + 4)["image"]]) for s in (1, 2)])
+    for dt, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        x = base.to(dt)
+        x0 = x.clone()
+        for per, pe in ((torch.tensor([4.0, 8.0]), -2), (torch.tensor([1.0, 6.0]), -2), (5.0, -1)):
+            fast = F.ghosting(x, torch.tensor([0.6, 0.3]), per, torch.tensor([0.4, 2.0]), pe_axis=pe)
+            slow = F.ghosting(x.clone().requires_grad_(True), torch.tensor([0.6, 0.3]), per,
+                              torch.tensor([0.4, 2.0]), pe_axis=pe).detach()
+            assert fast.dtype == dt and fast.shape == x.shape and fast.min() >= 0
+            assert (fast - slow).abs().max() < tol * 10, (dt, per, pe)
+        k = torch.tensor([[[5.0, -3.5]], [[-2.25, 7.0]]], dtype=torch.float64)
+        for axes, kk in ((None, k), ((-1,), k[..., 1:])):
+            fast = F.spike(x, kk, torch.tensor([[1.3], [0.4]]), torch.tensor([[0.2], [2.5]]), axes=axes)
+            slow = F.spike(x.clone().requires_grad_(True), kk, torch.tensor([[1.3], [0.4]]),
+                           torch.tensor([[0.2], [2.5]]), axes=axes).detach()
+            assert fast.dtype == dt and fast.min() >= 0
+            assert (fast - slow).abs().max() < tol * 10, (dt, axes)
+        assert torch.equal(x, x0)
+    assert calls.count("_ghost_int_np") == 12 and calls.count("_spike1_np") == 4
