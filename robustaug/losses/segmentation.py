@@ -85,6 +85,8 @@ class _DiceIndexFn(torch.autograd.Function):
         shape_in = z.shape
         if v == 1:  # one voxel per sample: the (N, C) case
             z, y = z.reshape(n, c), y.reshape(n)
+        # the gradient is of the reduced loss: "mean" folds 1/N into the class weights it uses
+        ag = a / n if reduction == "mean" else a
         p = torch.softmax(z, dim=1)
         idx = LabelIndex(y, z.shape)
         x = p.clone()
@@ -103,8 +105,8 @@ class _DiceIndexFn(torch.autograd.Function):
             inv = den.reciprocal_()
             ratio = num.mul_(inv)  # N / D
             loss = ratio @ a
-            beta = ratio.mul_(inv).mul_(-2.0 * a)  # -2 a N / D^2
-            alpha = inv.mul_(gamma * a)  # gamma a / D
+            beta = ratio.mul_(inv).mul_(-2.0 * ag)  # -2 a N / D^2
+            alpha = inv.mul_(gamma * ag)  # gamma a / D
         else:
             p3, x3 = p.view(n, c, v), x.view(n, c, v)
             counts = torch.bincount(idx.flat // v, minlength=n * c).view(n, c).to(p.dtype)
@@ -133,13 +135,10 @@ class _DiceIndexFn(torch.autograd.Function):
             ratio = num.mul_(inv)
             loss = ratio @ a
             shape = (n, c) + (1,) * (z.dim() - 2)
-            beta = ratio.mul_(inv).mul_(-2.0 * a).view(shape)
-            alpha = inv.mul_(gamma * a).view(shape)
+            beta = ratio.mul_(inv).mul_(-2.0 * ag).view(shape)
+            alpha = inv.mul_(gamma * ag).view(shape)
         if 1 < gamma < 2:  # sign(d) = -1 at the label
             idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
-        if reduction == "mean":  # the reduction's 1/N folded into the (N, C) coefficients
-            alpha.mul_(1.0 / n)
-            beta.mul_(1.0 / n)
         h = s.mul_(alpha).addcmul_(p, beta)
         gz = h.sub_(class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
         ctx.save_for_backward(gz)
