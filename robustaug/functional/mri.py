@@ -57,8 +57,7 @@ def _vec(v: Tensor | float, x: Tensor, name: str) -> Tensor:
 
 def _vec64(v: Tensor | float, b: int, name: str) -> np.ndarray:
     """:func:`_vec` as a float64 NumPy array (the CPU inference paths), with the same checks."""
-    t = v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v)
-    t = t.astype(np.float64, copy=False)
+    t = _np64(v)
     if t.ndim == 0:
         t = np.broadcast_to(t, (b,))
     if t.ndim != 1 or t.shape[0] != b:

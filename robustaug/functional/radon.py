@@ -374,10 +374,7 @@ def _parallel_forward_builder(g: ParallelBeam):
         dir_r = np.broadcast_to(cos, (len(ang), nd)).ravel()
         m = _bilinear_rays(n, org_c, org_r, dir_c, dir_r, t.astype(np.float64))
         if g.circle:  # the object lies inside the inscribed circle: drop the corner pixels
-            rr, cc = np.mgrid[:n, :n]
-            keep = ((rr - c) ** 2 + (cc - c) ** 2 <= c**2).ravel().astype(np.float64)
-            m = (m @ sp.diags(keep)).tocsr()
-            m.eliminate_zeros()
+            m = _drop_outside_circle(m, n, c)
         return m
 
     return build
@@ -403,16 +400,32 @@ def _fan_forward_builder(g: FanBeam, quarter: bool = False):
     return build
 
 
+def _pixel_coords(m: int, c: int, circle: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column offsets from pixel ``(c, c)`` and flat indices of the pixels of an ``m x m``
+    grid; with ``circle`` only those inside the inscribed circle of radius ``c``."""
+    rr, cc = np.mgrid[:m, :m]
+    xpr, ypr = (rr - c).ravel(), (cc - c).ravel()
+    pix = np.arange(m * m)
+    if circle:
+        keep = xpr**2 + ypr**2 <= c**2
+        xpr, ypr, pix = xpr[keep], ypr[keep], pix[keep]
+    return xpr, ypr, pix
+
+
+def _drop_outside_circle(mat: sp.csr_matrix, m: int, c: int) -> sp.csr_matrix:
+    """The columns (pixels of an ``m x m`` grid) outside the circle of radius ``c`` about pixel
+    ``(c, c)`` removed from a projection matrix."""
+    rr, cc = np.mgrid[:m, :m]
+    keep = ((rr - c) ** 2 + (cc - c) ** 2 <= c**2).ravel().astype(np.float64)
+    mat = (mat @ sp.diags(keep)).tocsr()
+    mat.eliminate_zeros()
+    return mat
+
+
 def _parallel_backproject_builder(g: ParallelBeam, scale: bool = True):
     def build() -> sp.csr_matrix:
         n, nd = g.size, g.num_det + 2  # one guard channel each side (filtered tails)
-        radius = n // 2
-        rr, cc = np.mgrid[:n, :n]
-        xpr, ypr = (rr - radius).ravel(), (cc - radius).ravel()
-        pix = np.arange(n * n)
-        if g.circle:
-            keep = xpr**2 + ypr**2 <= radius**2
-            xpr, ypr, pix = xpr[keep], ypr[keep], pix[keep]
+        xpr, ypr, pix = _pixel_coords(n, n // 2, g.circle)
         w = g.view_weight if scale else 1.0
         rows, cols, vals = [], [], []
         for v, a in enumerate(g.angles):
@@ -613,10 +626,7 @@ def _sym_forward_builder(g: ParallelBeam, plan: _SymPlan):
         dir_r = np.broadcast_to(cos, (len(ang), len(s))).ravel()
         mat = _bilinear_rays(m, org_c, org_r, dir_c, dir_r, t.astype(np.float64))
         if g.circle:
-            rr, cc = np.mgrid[:m, :m]
-            keep = ((rr - c) ** 2 + (cc - c) ** 2 <= c**2).ravel().astype(np.float64)
-            mat = (mat @ sp.diags(keep)).tocsr()
-            mat.eliminate_zeros()
+            mat = _drop_outside_circle(mat, m, c)
         return mat
 
     return build
@@ -627,13 +637,7 @@ def _sym_backproject_builder(g: ParallelBeam, plan: _SymPlan, scale: bool):
         n, m = g.size, plan.m
         nb = 2 * plan.h + 3
         sb = plan.h + 1
-        c = n // 2
-        rr, cc = np.mgrid[:m, :m]
-        xpr, ypr = (rr - c).ravel(), (cc - c).ravel()
-        pix = np.arange(m * m)
-        if g.circle:
-            keep = xpr**2 + ypr**2 <= c**2
-            xpr, ypr, pix = xpr[keep], ypr[keep], pix[keep]
+        xpr, ypr, pix = _pixel_coords(m, n // 2, g.circle)
         w = g.view_weight if scale else 1.0
         ang = np.asarray(plan.base)
         t = ypr[None, :] * np.cos(ang)[:, None] - xpr[None, :] * np.sin(ang)[:, None] + sb

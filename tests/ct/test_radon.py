@@ -11,15 +11,6 @@ from skimage.data import shepp_logan_phantom  # noqa: E402
 from skimage.transform import iradon, radon, resize  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny operators: OpenMP thread hand-offs dominate on a loaded machine (and timings don't matter)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _phantom(n):
     return resize(shepp_logan_phantom(), (n, n), anti_aliasing=True)
 

@@ -9,15 +9,6 @@ import torch
 from robustaug.functional import radon as R
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny operators: OpenMP thread hand-offs dominate on a loaded machine (and timings don't matter)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _full_forward(x, g):
     n = g.size
     y = R._apply_matrix(x, ("par_fwd", g), R._parallel_forward_builder(g), n * n)
