@@ -89,18 +89,6 @@ def _one(p: Tensor) -> Tensor:
     return torch.ones((), dtype=p.dtype, device=p.device)
 
 
-def _one_minus_p_dense(p: Tensor, scratch: Tensor | None = None) -> Tensor:
-    """``u = 1 - p`` for every class (a new buffer), the class with ``p > 1/2`` as the sum of the
-    others (see :func:`_rest_of_big`); ``scratch``: a buffer like ``p`` it may overwrite."""
-    u = torch.empty_like(p)
-    if _common.host_checks(p) and float(p.amax()) <= 0.5:  # (the check is free on the CPU only)
-        return torch.sub(_one(p), p, out=u)  # no p > 1/2: 1 - p is exact everywhere
-    keep = _keep_mask(p, out=scratch)
-    rest = _rest_of_big(p, keep, out=u)  # u as scratch
-    torch.sub(_one(p), p, out=u)
-    return torch.lerp(rest.expand_as(u), u, keep, out=u)  # exact select (0/1 weights)
-
-
 def _pow_gamma(u: Tensor, gamma: float, out: Tensor | None = None) -> Tensor:
     """``u^gamma`` (``u > 0``, ``gamma > 0``): products and one ``sqrt`` for (half-)integer ``gamma``
     up to 4 (the defaults 0.5 and 2), ``exp(gamma log u)`` otherwise; the same value up to
@@ -119,6 +107,22 @@ def _pow_gamma(u: Tensor, gamma: float, out: Tensor | None = None) -> Tensor:
     return torch.log(u, out=out).mul_(gamma).exp_()
 
 
+def _others_sum(p: Tensor, out: Tensor) -> Tensor:
+    """``out_k = sum_{j != k} p_j`` (``= 1 - p_k`` without cancellation, plus ``tiny`` so that it
+    stays > 0) for every class, by prefix and suffix sums over the class dimension: about ``3 C``
+    operations on ``(N, *)`` slices, cheaper than the masked sum for few classes on a grid."""
+    c = p.shape[1]
+    out.select(1, 0).fill_(torch.finfo(p.dtype).tiny)  # carried into every prefix sum
+    for k in range(1, c):
+        torch.add(out.select(1, k - 1), p.select(1, k - 1), out=out.select(1, k))
+    acc = p.select(1, c - 1).clone()
+    for k in range(c - 2, -1, -1):
+        out.select(1, k).add_(acc)
+        if k:
+            acc.add_(p.select(1, k))
+    return out
+
+
 def _focal_dense(
     p: Tensor, z: Tensor, lse: Tensor, gamma: float, y: LabelIndex, min_prob: float | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -126,43 +130,100 @@ def _focal_dense(
 
     With ``u = 1 - p``, ``FL_k = -u_k^gamma log p_k`` and ``FL' = dFL/dlog p = -u^gamma (1 - gamma
     t)``, ``t = p log p / u`` (see :class:`FocalLoss`), returns the label's ``-FL_y`` ``(N, *)``,
-    ``-sum_k FL_k`` ``(N, *)`` and ``-FL'`` ``(N, C, *)``. ``u`` of the class with ``p > 1/2`` is
-    the sum of the other probabilities (exact near saturation); ``t`` lies in ``[-1, 0]`` (``-> -1``
-    as ``u -> 0``) and is clamped there, which only removes rounding noise of ``log p / u`` at
-    saturation. With ``min_prob`` (NNFL), ``p`` and ``log p`` are clamped at the floor and ``FL'``
-    is zero where ``log p`` is below it.
+    ``-sum_k FL_k`` ``(N, *)`` and ``-FL'`` ``(N, C, *)``. With ``min_prob`` (NNFL), ``p`` and
+    ``log p`` are clamped at the floor and ``FL'`` is zero where ``log p`` is below it.
+
+    Only a class with ``p > 1/2`` (at most one per element, the largest) needs care: its ``u`` is
+    the sum of the other probabilities (exact near saturation, where ``1 - p`` cancels) and its
+    ``t``, which lies in ``[-1, 0]`` (``-> -1`` as ``u -> 0``), is clamped there against the
+    rounding noise of ``log p / u``; for every other class ``u >= 1/2`` and ``t`` is accurate as
+    computed. With few classes on a grid (segmentation) every ``u`` is the sum of the other
+    classes (:func:`_others_sum`) and ``t`` is clamped densely. Otherwise the dense passes are the
+    plain formulas; when some ``p > 1/2`` (always off the
+    CPU, where the check would synchronise) ``u`` of the largest class is replaced by the masked
+    class sum and its ``-FL'`` is recomputed per element (``(N, 1, *)``, with ``log p =
+    log1p(-u)``, or the largest logit minus ``lse`` under the floor) and put in place by ``lerp`` with the mask ``[p <= 1/2]`` (0/1 weights select
+    exactly; a comparison written to a float buffer, several times cheaper on CPU than a
+    ``bool`` mask, ``argmax`` or ``nonzero``).
 
     On CPU a fresh ``(N, C, *)`` buffer costs several elementwise passes (its memory is cold), so
-    the work is done in place in two new buffers (``log p``, then ``-FL'``; and ``u``), three for
-    ``gamma`` other than 1/2 (``u^gamma``); the class sum uses :func:`class_dot`; for
-    ``gamma = 1/2`` (the NFL/NNFL default) ``sqrt(u)`` is kept and ``u = sqrt(u)^2`` (equal up to
-    rounding).
+    the work is done in place in two buffers (``log p``, then ``-FL'``; and ``u``) from the loss's
+    workspace (:class:`~robustaug.losses._common.Workspace`), plus a new one for ``gamma`` other
+    than 1/2 (``u^gamma``). ``-FL_k = u^gamma log p_k`` is formed in place and
+    summed over classes, then turned into ``u^gamma t`` (``gamma = 1/2``: ``v = sqrt(u)`` is kept
+    and ``v log p * p / v = p log p``, so ``-FL' = v - (p log p) / (2 v)`` by one ``addcdiv``).
     """
-    buf = torch.empty_like(p)
+    buf = y.scratch(p)
+    if min_prob is not None:
+        p = p.clamp_min(min_prob)
+    if gamma == 0:
+        logp = torch.sub(z, lse, out=buf)
+        live = None
+        if min_prob is not None:
+            live = (logp >= math.log(min_prob)).to(p.dtype)
+            logp.clamp_(min=math.log(min_prob))
+        nfl_y, s_nfl, nd = y.take(logp, remember=False), logp.sum(1), logp.fill_(1.0)
+        return nfl_y, s_nfl, nd if live is None else nd.mul_(live)
+    u = y.scratch(p)
+    sat = not _common.host_checks(p) or float(p.amax()) > 0.5
+    if p.dim() > 2 and p.shape[1] <= 16 and min_prob is None:
+        # few classes on a grid: every u as the others' sum (the floor breaks sum p = 1: not there)
+        _others_sum(p, u)
+    elif sat:  # u of the largest class from the others: sum_k p_k [p_k <= 1/2]
+        keep = _keep_mask(p, out=buf)
+        rest = _rest_of_big(p, keep, out=u)
+        torch.sub(_one(p), p, out=u)
+        torch.lerp(rest.expand_as(u), u, keep, out=u)
+    else:
+        torch.sub(_one(p), p, out=u)
+    logp = torch.sub(z, lse, out=buf)
     live = None
     if min_prob is not None:
-        logp = torch.sub(z, lse, out=buf)
         live = (logp >= math.log(min_prob)).to(p.dtype)
         logp.clamp_(min=math.log(min_prob))
-        p = p.clamp_min(min_prob)
-        u = _one_minus_p_dense(p)
-    else:
-        u = _one_minus_p_dense(p, scratch=buf)
-        logp = torch.sub(z, lse, out=buf)
-    if gamma == 0:
-        nfl_y, s_nfl, nd = y.take(logp, remember=False), logp.sum(1), logp.fill_(1.0)
+    # per-element fix-up of the largest class: ~12 ops on (N, 1, *), cheap against two dense
+    # passes when there are many classes; with few classes (segmentation) t is clamped densely
+    many = p.shape[1] > 16
+    if not many:
+        if gamma == 0.5:
+            v = u.sqrt_()
+            nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
+            s_nfl = class_dot(v, logp)
+            t = logp.mul_(p).div_(v).div_(v)
+            if sat:
+                t.clamp_(-1.0, 0.0)
+            nd = torch.addcmul(v, t, v, value=-0.5, out=t)  # v (1 - t / 2)
+        else:
+            ug = _pow_gamma(u, gamma)
+            nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
+            s_nfl = class_dot(ug, logp)
+            t = logp.mul_(p).div_(u)
+            if sat:
+                t.clamp_(-1.0, 0.0)
+            nd = torch.addcmul(ug, ug, t, value=-gamma, out=t)  # u^gamma (1 - gamma t)
     elif gamma == 0.5:
         v = u.sqrt_()
-        nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
-        s_nfl = class_dot(v, logp)
-        t = logp.mul_(p).div_(v).div_(v).clamp_(-1.0, 0.0)
-        nd = torch.addcmul(v, t, v, value=-0.5, out=t)  # v (1 - t / 2)
+        w = logp.mul_(v)  # v log p = -FL
+        nfl_y, s_nfl = y.take(w, remember=False), w.sum(1)
+        pl = w.mul_(p).div_(v)  # p log p
+        nd = torch.addcdiv(v, pl, v, value=-0.5, out=pl)  # v (1 - t / 2)
     else:
         ug = _pow_gamma(u, gamma)
-        nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
-        s_nfl = class_dot(ug, logp)
-        t = logp.mul_(p).div_(u).clamp_(-1.0, 0.0)
-        nd = torch.addcmul(ug, ug, t, value=-gamma, out=logp)
+        w = logp.mul_(ug)  # u^gamma log p = -FL
+        nfl_y, s_nfl = y.take(w, remember=False), w.sum(1)
+        tg = w.mul_(p).div_(u)  # u^gamma t
+        nd = torch.add(ug, tg, alpha=-gamma, out=tg)  # u^gamma (1 - gamma t)
+    if many and sat:  # the largest class: exact u, t clamped to [-1, 0]
+        p_m = p.amax(1, keepdim=True)
+        u_m = torch.where(p_m > 0.5, rest, torch.rsub(p_m, 1.0))
+        if min_prob is None:
+            logp_m = torch.log1p(-u_m)  # (the others' sum is 1 - p_m: exact)
+        else:  # (the floor breaks sum p = 1; the largest logit is the largest class's)
+            logp_m = z.amax(1, keepdim=True).sub_(lse).clamp_(min=math.log(min_prob))
+        t_m = logp_m.mul_(p_m).div_(u_m).clamp_(-1.0, 0.0)
+        nd_m = _pow_gamma(u_m, gamma).mul_(t_m.mul_(-gamma).add_(1.0))
+        keep = _keep_mask(p, out=u)  # (u is no longer needed)
+        torch.lerp(nd_m.expand_as(nd), nd, keep, out=nd)
     if live is not None:
         nd.mul_(live)
     return nfl_y, s_nfl, nd
@@ -727,8 +788,9 @@ class NNFL(RobustLoss):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
         # f_k = A - FL(max(log p_k, -A)), L = 1 - f_y / S: as NNCE with f'_k = -FL'_k [log p_k >= -A]
         A = -math.log(self.min_prob)
-        # no probability below the floor (a free check on the CPU): nothing is clamped
-        floor = not _common.host_checks(z) or float(torch.sub(lse.squeeze(1), z.amin(1)).amax()) > A
+        # no probability near or below the floor (a free check on the CPU): nothing is clamped (the
+        # margin covers the rounding between softmax's p and exp(z - lse) at the boundary)
+        floor = not _common.host_checks(z) or float(p.amin()) < self.min_prob * 1.01
         nfl_y, s_nfl, df = _focal_dense(  # f' = -FL'
             p, z, lse, self.gamma, y, min_prob=self.min_prob if floor else None
         )

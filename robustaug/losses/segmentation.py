@@ -65,6 +65,59 @@ def _power(x: Tensor, e: float) -> Tensor:
     return x.pow_(e)
 
 
+def _dice_rows(
+    p: Tensor, idx: LabelIndex, a: Tensor, gamma: float, eps: float, kappa: float
+) -> tuple[Tensor, Tensor]:
+    """:class:`_DiceIndexFn` for ``(N, C)`` (one voxel per sample and class), in ``p``'s buffer.
+
+    Off the label ``d = p > 0``, so with ``r = 1 / (p^2 + eps)`` and ``T = p^(gamma-1) r``
+    (``s = p^(gamma-1)``, ``N = p s``, ``D = 1 / r``): the loss term is ``a p T`` and ``dL/dp = h =
+    kappa a (gamma s / D - 2 N p / D^2) = kappa a T E`` with ``E = gamma - 2 + 2 eps r`` (from ``p^2
+    r = 1 - eps r``: no cancellation). These dense formulas are applied everywhere and the label's
+    column (``d = p - 1``, ``D = p^2 + 1 + eps``, ``sign(d) = -1``) is then set from the general
+    formula (``O(N)``); ``dL/dz = p (h - sum_c p_c h_c)`` is written into ``p``'s buffer (two
+    ``(N, C)`` temporaries from the loss's workspace, one ``sqrt`` pass for the default ``gamma = 3/2``). ``kappa`` is the
+    reduction's factor (``1/N`` for the mean). Returns the gradient and the per-sample losses.
+    """
+    eps_t = torch.full((), eps, dtype=p.dtype, device=p.device)
+    r = torch.addcmul(eps_t, p, p, out=idx.scratch(p)).reciprocal_()
+    t = idx.scratch(p)
+    if gamma == 2:
+        torch.mul(p, r, out=t)
+    elif gamma == 1:
+        t.copy_(r)
+    else:
+        if gamma == 1.5:
+            torch.sqrt(p, out=t)
+        else:
+            _power(t.copy_(p), gamma - 1)
+        t.mul_(r)
+    e = torch.add(  # kappa E
+        torch.full((), kappa * (gamma - 2.0), dtype=p.dtype, device=p.device), r, alpha=2 * kappa * eps
+    )
+    t.mul_(a)  # a T
+    h = e.mul_(t)  # kappa a T E
+    ratio = t.mul_(p)  # a N / D
+    # the label's column: d = p_y - 1 <= 0, D = p_y^2 + 1 + eps, s = -|d|^(gamma-1) (0 where d = 0)
+    p_y = idx.take(p, remember=False)
+    a_y = a.index_select(0, idx.y)
+    ad = torch.rsub(p_y, 1.0)
+    r_y = torch.addcmul(torch.full((), 1.0 + eps, dtype=p.dtype, device=p.device), p_y, p_y)
+    r_y.reciprocal_()
+    s_y = torch.sign(ad) if gamma == 1 else ad.pow(gamma - 1)
+    num_y = s_y * ad
+    ratio_y = (a_y * num_y).mul_(r_y)
+    h_y = (s_y * (-gamma)).sub_(num_y.mul_(p_y).mul_(r_y).mul_(2.0)).mul_(r_y).mul_(a_y * kappa)
+    idx.add_to(ratio, ratio_y.sub_(idx.take(ratio, remember=False)))
+    idx.add_to(h, h_y.sub_(idx.take(h, remember=False)))
+    loss = ratio.sum(1)
+    ph = h.mul_(p)
+    gz = torch.addcmul(ph, p, ph.sum(1, keepdim=True), value=-1.0, out=p)
+    del ph, h, ratio, e
+    idx.return_scratch(reuse=True)
+    return gz, loss
+
+
 class _DiceIndexFn(torch.autograd.Function):
     """:class:`NoiseRobustDice` for integer masks with nothing ignored, from the logits, with the
     closed-form gradient (softmax Jacobian included) computed in the forward.
@@ -79,7 +132,7 @@ class _DiceIndexFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, y, a, gamma, eps, reduction):  # type: ignore[override]
+    def forward(ctx, z, y, a, gamma, eps, reduction, ws):  # type: ignore[override]
         n, c = z.shape[:2]
         v = y[0].numel()
         shape_in = z.shape
@@ -88,55 +141,42 @@ class _DiceIndexFn(torch.autograd.Function):
         # the gradient is of the reduced loss: "mean" folds 1/N into the class weights it uses
         ag = a / n if reduction == "mean" else a
         p = torch.softmax(z, dim=1)
-        idx = LabelIndex(y, z.shape)
+        idx = LabelIndex(y, z.shape, ws)
+        if v == 1:  # (N, C): every voxel sum is a single term
+            gz, loss = _dice_rows(p, idx, a, gamma, eps, 1.0 / n if reduction == "mean" else 1.0)
+            ctx.save_for_backward(gz.view(shape_in))
+            return loss.mean() if reduction == "mean" else loss.sum()
         x = p.clone()
         idx.add_to(x, torch.full_like(y, -1.0, dtype=p.dtype))  # d = p - g
-        if v == 1:  # (N, C): every voxel sum is a single term
-            den = torch.mul(p, p).add_(eps)
-            idx.add_to(den, torch.ones_like(y, dtype=p.dtype))
-            if gamma == 2:
-                num, s = x * x, x
-            elif gamma == 1:
-                num, s = x.abs(), x.sign_()
-            else:
-                num = x.abs()
-                s = _power(x.abs_(), gamma - 1)
-                num.mul_(s)
-            inv = den.reciprocal_()
-            ratio = num.mul_(inv)  # N / D
-            loss = ratio @ a
-            beta = ratio.mul_(inv).mul_(-2.0 * ag)  # -2 a N / D^2
-            alpha = inv.mul_(gamma * ag)  # gamma a / D
+        p3, x3 = p.view(n, c, v), x.view(n, c, v)
+        counts = torch.bincount(idx.flat // v, minlength=n * c).view(n, c).to(p.dtype)
+        den = torch.linalg.vector_norm(p3, 2, dim=-1).square_().add_(counts).add_(eps)
+        if gamma == 2:
+            num, s = torch.linalg.vector_norm(x3, 2, dim=-1).square_(), x
+        elif gamma == 1:
+            num, s = torch.linalg.vector_norm(x3, 1, dim=-1), x.sign_()
         else:
-            p3, x3 = p.view(n, c, v), x.view(n, c, v)
-            counts = torch.bincount(idx.flat // v, minlength=n * c).view(n, c).to(p.dtype)
-            den = torch.linalg.vector_norm(p3, 2, dim=-1).square_().add_(counts).add_(eps)
-            if gamma == 2:
-                num, s = torch.linalg.vector_norm(x3, 2, dim=-1).square_(), x
-            elif gamma == 1:
-                num, s = torch.linalg.vector_norm(x3, 1, dim=-1), x.sign_()
+            x.abs_()
+            if c <= 16:  # N_c class by class (temporaries of one class), then s in place
+                num = torch.stack(
+                    [
+                        _power(x3[:, k].clone(), gamma - 1).mul_(x3[:, k]).sum(-1)
+                        for k in range(c)
+                    ],
+                    dim=1,
+                )
+                s = _power(x, gamma - 1)
             else:
-                x.abs_()
-                if c <= 16:  # N_c class by class (temporaries of one class), then s in place
-                    num = torch.stack(
-                        [
-                            _power(x3[:, k].clone(), gamma - 1).mul_(x3[:, k]).sum(-1)
-                            for k in range(c)
-                        ],
-                        dim=1,
-                    )
-                    s = _power(x, gamma - 1)
-                else:
-                    s = _power(x.clone(), gamma - 1)
-                    num = torch.bmm(x3.view(n * c, 1, v), s.view(n * c, v, 1)).view(n, c)
-                    del x
-                del x3
-            inv = den.reciprocal_()
-            ratio = num.mul_(inv)
-            loss = ratio @ a
-            shape = (n, c) + (1,) * (z.dim() - 2)
-            beta = ratio.mul_(inv).mul_(-2.0 * ag).view(shape)
-            alpha = inv.mul_(gamma * ag).view(shape)
+                s = _power(x.clone(), gamma - 1)
+                num = torch.bmm(x3.view(n * c, 1, v), s.view(n * c, v, 1)).view(n, c)
+                del x
+            del x3
+        inv = den.reciprocal_()
+        ratio = num.mul_(inv)
+        loss = ratio @ a
+        shape = (n, c) + (1,) * (z.dim() - 2)
+        beta = ratio.mul_(inv).mul_(-2.0 * ag).view(shape)
+        alpha = inv.mul_(gamma * ag).view(shape)
         if 1 < gamma < 2:  # sign(d) = -1 at the label
             idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
         h = s.mul_(alpha).addcmul_(p, beta)
@@ -148,7 +188,7 @@ class _DiceIndexFn(torch.autograd.Function):
     def backward(ctx, go):  # type: ignore[override]
         (gz,) = ctx.saved_tensors
         # the gradient of the reduced loss; returned as it is for ``loss.backward()``
-        return _scaled_by(gz, go), None, None, None, None, None
+        return _scaled_by(gz, go), None, None, None, None, None, None
 
 
 @register_loss("nr_dice", "noise_robust_dice")
@@ -205,7 +245,7 @@ class NoiseRobustDice(RobustLoss):
             if fast and target.numel() > 0:
                 w = self._class_average(c, z)
                 return _DiceIndexFn.apply(
-                    z.contiguous(), target, w, self.gamma, self.eps, self.reduction
+                    z.contiguous(), target, w, self.gamma, self.eps, self.reduction, self.workspace()
                 )
             p = F.softmax(z, dim=1)
             if soft:
