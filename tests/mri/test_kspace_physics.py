@@ -533,11 +533,12 @@ def test_spike_inference_path_matches_autograd_path():
 
 
 def test_small_image_numpy_paths_match_autograd_paths(monkeypatch):
-    # 2D images on the CPU take NumPy inference paths (whole-pixel ghosting, one spike): same
+    # 2D images on the CPU take NumPy inference paths (whole-pixel and fractional ghosting, one
+    # spike): same
     # values as the autograd paths, in float64 and float32, for several channels, negative values,
     # a zero background, a whole-FOV shift (n = 1) and batches with different parameters
     calls = []
-    for name in ("_ghost_int_np", "_spike1_np"):
+    for name in ("_ghost_int_np", "_ghost_frac_np", "_spike1_np"):
         fn = getattr(F, name)
         monkeypatch.setattr(F, name, lambda *a, _f=fn, _n=name, **k: calls.append(_n) or _f(*a, **k))
     base = torch.stack([torch.cat([phantom((48, 40), seed=s)["image"],
@@ -545,7 +546,8 @@ def test_small_image_numpy_paths_match_autograd_paths(monkeypatch):
     for dt, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
         x = base.to(dt)
         x0 = x.clone()
-        for per, pe in ((torch.tensor([4.0, 8.0]), -2), (torch.tensor([1.0, 6.0]), -2), (5.0, -1)):
+        for per, pe in ((torch.tensor([4.0, 8.0]), -2), (torch.tensor([1.0, 6.0]), -2), (5.0, -1),
+                        (torch.tensor([5.0, 7.3]), -2)):
             fast = F.ghosting(x, torch.tensor([0.6, 0.3]), per, torch.tensor([0.4, 2.0]), pe_axis=pe)
             slow = F.ghosting(x.clone().requires_grad_(True), torch.tensor([0.6, 0.3]), per,
                               torch.tensor([0.4, 2.0]), pe_axis=pe).detach()
@@ -560,3 +562,4 @@ def test_small_image_numpy_paths_match_autograd_paths(monkeypatch):
             assert (fast - slow).abs().max() < tol * 10, (dt, axes)
         assert torch.equal(x, x0)
     assert calls.count("_ghost_int_np") == 12 and calls.count("_spike1_np") == 4
+    assert calls.count("_ghost_frac_np") == 4  # 48 / 5 and 48 / 7.3: two dtypes x two samples
