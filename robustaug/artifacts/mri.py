@@ -532,15 +532,24 @@ class Spike(Transform):
 
     def sample_params(self, x: Tensor, generator: torch.Generator | None) -> Params:
         b, nd, s = x.shape[0], x.ndim - 2, self.num_spikes
-        # (small arrays: the arithmetic in NumPy, ~1 us per operation instead of ~3)
+        # (small arrays: the arithmetic in NumPy, ~1 us per operation instead of ~3; the same
+        # draws as Transform.uniform, in the same order)
         direction = torch.randn(b, s, nd, generator=generator, dtype=torch.float64).numpy()
+        u = [
+            torch.rand(b * s, generator=generator, dtype=torch.float64).numpy() for _ in range(3)
+        ]
+        (dlo, dhi), (alo, ahi) = self.distance, self.intensity
         norm = np.sqrt(np.square(direction).sum(-1, keepdims=True))
-        dist = self.uniform(self.distance, b * s, generator).numpy().reshape(b, s, 1)
+        dist = (dlo + (dhi - dlo) * u[0]).reshape(b, s, 1)
         half = np.array([n / 2 for n in x.shape[2:]])
-        amp = self.uniform(self.intensity, b * s, generator).reshape(b, s)
-        ph = self.uniform((0.0, 2 * math.pi), b * s, generator).reshape(b, s)
+        amp = (alo + (ahi - alo) * u[1]).reshape(b, s)
+        ph = (2 * math.pi * u[2]).reshape(b, s)
         k = direction / np.maximum(norm, 1e-12) * dist * half
-        return {"k": torch.from_numpy(k), "amplitude": amp, "phase": ph}
+        return {
+            "k": torch.from_numpy(k),
+            "amplitude": torch.from_numpy(amp),
+            "phase": torch.from_numpy(ph),
+        }
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
         return F.spike(x, params["k"], params["amplitude"], params["phase"])

@@ -608,10 +608,14 @@ def spike(
         if k64.ndim == 2:
             k64 = k64[:, None, :]
         if k64.shape == (b, 1, len(dims)):
-            amp64 = np.broadcast_to(_np64(amplitude).reshape(b, -1), (b, 1))
-            ph64 = _np64(phase)
-            ph64 = np.broadcast_to(ph64.reshape(b, -1) if ph64.ndim else ph64, (b, 1))
-            return _spike1_np(x, dims, k64[:, 0], amp64[:, 0], ph64[:, 0])
+            amp64 = _np64(amplitude).reshape(-1)
+            ph64 = _np64(phase).reshape(-1)
+            if amp64.size in (1, b) and ph64.size in (1, b):  # (else: the general path's error)
+                if amp64.size != b:
+                    amp64 = np.repeat(amp64, b)
+                if ph64.size != b:
+                    ph64 = np.repeat(ph64, b)
+                return _spike1_np(x, dims, k64[:, 0], amp64, ph64)
     k = torch.as_tensor(k, device=x.device, dtype=x.dtype)
     if k.ndim == 2:
         k = k[:, None, :]
@@ -732,7 +736,7 @@ def _spike1_np(
     if out.size == 0:
         return torch.from_numpy(out)
     exact = dt == np.float64
-    mean = x.detach().mean(dim=tuple(range(2, x.ndim))).abs_().tolist()  # (B, C)
+    mean = np.abs(xn.mean(axis=tuple(range(2, xn.ndim)))).tolist()  # (B, C)
     rows = sp[0]
     plane = out[0, 0].size // rows
     step = max(1, min(rows, _CHUNK // max(1, plane)))
@@ -768,7 +772,7 @@ def _spike1_np(
                 o += xs
                 o *= xs
                 o += bc * bc
-                torch.from_numpy(o).clamp_min_(0.0)  # (rounding can dip below 0)
+                np.maximum(o, 0.0, out=o)  # (rounding can dip below 0)
                 if exact:  # the autograd path's sq / (sqrt(sq + TINY) + sqrt(TINY))
                     t = tmp[:ln]
                     np.add(o, TINY, out=t)
