@@ -178,9 +178,9 @@ def softmax_parts(z: Tensor, index: LabelIndex | None = None) -> tuple[Tensor, T
     p = F.softmax(z, dim=1)
     # (on a grid with few classes two reductions over dim 1 are cheaper than two gathers)
     if index is not None and index.flat is None and host_checks(z) and index.y.numel():
-        p_y = index.take(p, remember=False)
+        p_y = index.take(p)  # (remembered: RCE-like parts reuse it)
         if float(p_y.amin()) > torch.finfo(p.dtype).tiny * 2.0**24:
-            return p, index.take(z).sub(p_y.log_()).unsqueeze(1)
+            return p, index.take(z).sub(torch.log(p_y)).unsqueeze(1)
     return p, z.amax(1, keepdim=True).sub_(p.amax(1, keepdim=True).log_())
 
 

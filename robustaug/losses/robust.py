@@ -381,6 +381,11 @@ class RCE(RobustLoss):
         # -A (1 - p_y) = A expm1(log p_y); derivative A p_y
         return torch.expm1(s).mul_(self.A), torch.exp(s).mul_(self.A)
 
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        # from p_y itself: no exp/expm1 pass (the value A (p_y - 1) is exact to A eps absolute)
+        p_y = gather_column(p, y)
+        return torch.sub(p_y, 1.0).mul_(self.A), [], [(y, p_y * self.A)]
+
 
 @register_loss("sce")
 class SCE(RobustLoss):
