@@ -259,10 +259,15 @@ class _IndexLossFn(torch.autograd.Function):
                 )
             if ew is not None:
                 sc = ew * sc
-            neg_total = neg_total * sc
-            ones = ones * sc if not _is_zero(ones) else ones
-            dense_b = [(base, coef * sc) for base, coef in dense_b]
-            cols = [(idx, coef * sc) for idx, coef in cols]
+            if not _is_one(sc):
+                # (neg_total is a fresh tensor of this call: scaled in place)
+                inplace = isinstance(neg_total, Tensor) and (
+                    not isinstance(sc, Tensor) or sc.shape == neg_total.shape
+                )
+                neg_total = neg_total.mul_(sc) if inplace else neg_total * sc
+                ones = ones * sc if not _is_zero(ones) else ones
+                dense_b = [(base, coef * sc) for base, coef in dense_b]
+                cols = [(idx, coef * sc) for idx, coef in cols]
         gu = p if _is_one(neg_total) else p.mul_(_bcast(neg_total))
         if not _is_zero(ones):
             gu.add_(_bcast(ones))
@@ -363,6 +368,10 @@ def _offsets(shape: torch.Size, device: torch.device) -> Tensor:
     return offs + torch.arange(hw, device=device).view(1, hw)
 
 
+def _pool_bytes(pool: dict[tuple, list[Tensor]]) -> int:
+    return sum(t.nbytes for lst in pool.values() for t in lst)
+
+
 class Workspace:
     """Dense scratch buffers of one loss object, reused from call to call on the CPU.
 
@@ -372,16 +381,19 @@ class Workspace:
     ``(4096, 100)``, up to about a millisecond, varying from run to run. The analytic Functions take
     their temporaries from here (:meth:`take`: a free buffer of the same shape, strides and dtype, or
     a new one) and give them back after the forward when nothing refers to them any more (never the
-    tensors saved for the backward or returned). Only CPU buffers of the most recent layout are
-    kept, at most :attr:`max_bytes` in all; they are not pickled or copied with the loss, and
-    :meth:`clear` drops them. Other devices have caching allocators: nothing is kept there.
+    tensors saved for the backward or returned). Only CPU buffers are kept, of at most
+    :attr:`max_layouts` layouts and :attr:`max_bytes` in all; they are not pickled or copied with
+    the loss, and :meth:`clear` drops them. Other devices have caching allocators: nothing is kept
+    there.
     """
 
     #: Upper bound on the bytes kept between calls.
     max_bytes: int = 64 << 20
+    #: Upper bound on the number of distinct layouts (shape, strides, dtype) kept.
+    max_layouts: int = 8
 
     def __init__(self) -> None:
-        self._pool: tuple[tuple | None, list[Tensor]] = (None, [])
+        self._pool: dict[tuple, list[Tensor]] = {}
 
     @staticmethod
     def _key(t: Tensor) -> tuple:
@@ -389,27 +401,50 @@ class Workspace:
 
     def take(self, like: Tensor) -> Tensor:
         """A buffer like ``like`` (uninitialised): a kept one when there is one, else new."""
-        key, free = self._pool  # (one tuple read: consistent under concurrent calls)
-        if free and key == self._key(like):
+        free = self._pool.get(self._key(like))
+        if free:
             try:
                 return free.pop()
             except IndexError:  # (emptied by a concurrent call)
                 pass
         return torch.empty_like(like)
 
+    def take_new(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A contiguous buffer of ``shape`` and ``dtype`` on ``device`` (kept or new)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            strides, acc = [], 1
+            for n in reversed(shape):
+                strides.append(acc)
+                acc *= n
+            key = (torch.Size(shape), tuple(reversed(strides)), dtype, device,
+                   torch.is_inference_mode_enabled())
+            free = self._pool.get(key)
+            if free:
+                try:
+                    return free.pop()
+                except IndexError:
+                    pass
+        return torch.empty(shape, dtype=dtype, device=device)
+
     def give(self, bufs: list[Tensor]) -> None:
-        """Keep ``bufs`` (which nothing else refers to) for the next calls, within the limits."""
-        if not bufs or bufs[0].device.type != "cpu":
+        """Keep ``bufs`` (which nothing else refers to) for the next calls, within the limits: when
+        they would be exceeded, only the layouts given back now are kept."""
+        bufs = [b for b in bufs if b.device.type == "cpu"]
+        if not bufs:
             return
-        key = self._key(bufs[0])
-        if any(self._key(b) != key for b in bufs):
-            return
-        cur, free = self._pool
-        if cur != key:
-            free = []
-        room = self.max_bytes // max(bufs[0].nbytes, 1) - len(free)
-        free.extend(bufs[: max(room, 0)])
-        self._pool = (key, free)
+        pool = dict(self._pool)  # (copy, then one assignment: safe under concurrent calls)
+        for b in bufs:
+            pool.setdefault(self._key(b), []).append(b)
+        if len(pool) > self.max_layouts or _pool_bytes(pool) > self.max_bytes:
+            keys = {self._key(b) for b in bufs}
+            pool = {k: v for k, v in pool.items() if k in keys}
+            while pool and _pool_bytes(pool) > self.max_bytes:
+                k = max(pool, key=lambda q: sum(t.nbytes for t in pool[q]))
+                pool[k].pop()
+                if not pool[k]:
+                    del pool[k]
+        self._pool = pool
 
     def offsets(self, shape: torch.Size, device: torch.device) -> Tensor:
         """:func:`_offsets` for ``shape``, kept for the most recent shape (two integer passes fewer
@@ -422,7 +457,7 @@ class Workspace:
 
     def clear(self) -> None:
         """Drop the kept buffers."""
-        self._pool = (None, [])
+        self._pool = {}
         self.__dict__.pop("_offs", None)
 
     def __getstate__(self) -> dict:
@@ -451,8 +486,12 @@ class LabelIndex:
         if len(shape) > 2 and y.numel() > 0:
             n = shape[0]
             hw = y.numel() // n
-            base = ws.offsets(shape, y.device) if ws is not None else _offsets(shape, y.device)
-            self.flat = torch.add(base, y.reshape(n, hw), alpha=hw).view(-1)
+            if ws is not None:
+                base = ws.offsets(shape, y.device)
+                out = self._scratch_new((n, hw), base.dtype)
+                self.flat = torch.add(base, y.reshape(n, hw), alpha=hw, out=out).view(-1)
+            else:
+                self.flat = torch.add(_offsets(shape, y.device), y.reshape(n, hw), alpha=hw).view(-1)
 
     def take(self, x: Tensor, remember: bool = True) -> Tensor:
         """``x[n, y[n, *], *]`` as ``(N, *)`` (``remember=False`` for a buffer that is modified
@@ -471,6 +510,12 @@ class LabelIndex:
     def release(self) -> None:
         """Forget the remembered gathers (their sources may be freed or reused)."""
         self._memo.clear()
+
+    def _scratch_new(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        assert self._ws is not None
+        buf = self._ws.take_new(shape, dtype, self.y.device)
+        self._taken.append(buf)
+        return buf
 
     def scratch(self, like: Tensor) -> Tensor:
         """A dense temporary like ``like`` from the loss's :class:`Workspace` (or a new one)."""
@@ -538,15 +583,17 @@ def class_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(1)
 
 
-def rows_for_labels(M: Tensor, y: Tensor, like: Tensor) -> Tensor:
+def rows_for_labels(M: Tensor, y: Tensor, like: Tensor, out: Tensor | None = None) -> Tensor:
     """``M[y[n, *], :]`` laid out as ``(N, C, *)`` like ``like`` (one row of ``M`` per element),
-    contiguous. For few classes on spatial inputs one ``index_select`` per class column."""
+    contiguous. For few classes on spatial inputs one ``index_select`` per class column. ``out``:
+    a contiguous buffer like ``like`` to write it to (2-D, or few classes)."""
     M = M.to(like.dtype)
     if like.dim() == 2:
-        return M.index_select(0, y)
+        return M.index_select(0, y) if out is None else torch.index_select(M, 0, y, out=out)
     c = M.shape[1]
     if c <= 16:
-        out = torch.empty_like(like, memory_format=torch.contiguous_format)
+        if out is None:
+            out = torch.empty_like(like, memory_format=torch.contiguous_format)
         flat_y = y.reshape(-1)
         for j in range(c):
             out[:, j].copy_(M[:, j].index_select(0, flat_y).view(y.shape))
@@ -568,10 +615,11 @@ def _merge_columns(cols: list[ColumnTerm]) -> list[ColumnTerm]:
     return [(i, c) for i, c in out]
 
 
-def gather_column(x: Tensor, y: Tensor | LabelIndex) -> Tensor:
-    """``x[n, y[n, *], *]``: the label's column of ``(N, C, *)`` as ``(N, *)``."""
+def gather_column(x: Tensor, y: Tensor | LabelIndex, remember: bool = True) -> Tensor:
+    """``x[n, y[n, *], *]``: the label's column of ``(N, C, *)`` as ``(N, *)`` (``remember=False``:
+    a new tensor the caller may modify)."""
     if isinstance(y, LabelIndex):
-        return y.take(x)
+        return y.take(x, remember=remember)
     return x.gather(1, y.unsqueeze(1)).squeeze(1)
 
 

@@ -80,9 +80,15 @@ class ForwardCorrected(RobustLoss):
         # L = -log m, m = sum_i p_i T[i, y]; dL/dlog p_i = -p_i T[i, y] / m
         if z.shape[1] != self.T.shape[0]:
             raise ValueError(f"T is {tuple(self.T.shape)} but input has {z.shape[1]} classes.")
-        pt = rows_for_labels(self.T.t(), y.y, p).mul_(p)  # p_i T[i, y]
+        pt = rows_for_labels(self.T.t(), y.y, p, out=_scratch(y, p)).mul_(p)  # p_i T[i, y]
         mixed = pt.sum(1).clamp_min_(torch.finfo(p.dtype).tiny)
         return -torch.log(mixed), [(pt, -1.0 / mixed, mixed)], []
+
+
+def _scratch(y: LabelIndex, p: Tensor) -> Tensor | None:
+    """A workspace buffer like ``p`` for :func:`rows_for_labels` where it writes one (2-D, or few
+    classes on a grid), else None."""
+    return y.scratch(p) if p.dim() == 2 or p.shape[1] <= 16 else None
 
 
 @register_loss("backward", "backward_corrected")
@@ -116,9 +122,13 @@ class BackwardCorrected(RobustLoss):
         # L = -sum_j Tinv[y, j] log p_j; dL/dlog p_j = -Tinv[y, j]
         if z.shape[1] != self.T.shape[0]:
             raise ValueError(f"T is {tuple(self.T.shape)} but input has {z.shape[1]} classes.")
-        R = rows_for_labels(self.T_inv, y.y, p)
+        R = rows_for_labels(self.T_inv, y.y, p, out=_scratch(y, p))
         rs = self.T_inv.to(p.dtype).sum(1)[y.y]
-        ell = class_dot(R, z.contiguous()).sub_(rs * lse.squeeze(1)).neg_()
+        if p.dim() == 2:  # the class sum through a workspace product (no fresh temporary)
+            rz = torch.mul(R, z, out=y.scratch(p)).sum(1)
+        else:
+            rz = class_dot(R, z.contiguous())
+        ell = rz.sub_(rs * lse.squeeze(1)).neg_()
         return ell, [(R, -1.0, rs)], []
 
 

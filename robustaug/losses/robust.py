@@ -115,7 +115,8 @@ def _others_sum(p: Tensor, out: Tensor) -> Tensor:
     out.select(1, 0).fill_(torch.finfo(p.dtype).tiny)  # carried into every prefix sum
     for k in range(1, c):
         torch.add(out.select(1, k - 1), p.select(1, k - 1), out=out.select(1, k))
-    acc = p.select(1, c - 1).clone()
+    acc = torch.empty_like(p.select(1, c - 1), memory_format=torch.contiguous_format)
+    acc.copy_(p.select(1, c - 1))
     for k in range(c - 2, -1, -1):
         out.select(1, k).add_(acc)
         if k:
@@ -187,7 +188,7 @@ def _focal_dense(
     if not many:
         if gamma == 0.5:
             v = u.sqrt_()
-            nfl_y = y.take(v, remember=False).mul(y.take(logp, remember=False))
+            nfl_y = y.take(v, remember=False).mul_(y.take(logp, remember=False))
             s_nfl = class_dot(v, logp)
             t = logp.mul_(p).div_(v).div_(v)
             if sat:
@@ -195,7 +196,7 @@ def _focal_dense(
             nd = torch.addcmul(v, t, v, value=-0.5, out=t)  # v (1 - t / 2)
         else:
             ug = _pow_gamma(u, gamma)
-            nfl_y = y.take(ug, remember=False).mul(y.take(logp, remember=False))
+            nfl_y = y.take(ug, remember=False).mul_(y.take(logp, remember=False))
             s_nfl = class_dot(ug, logp)
             t = logp.mul_(p).div_(u)
             if sat:
@@ -525,14 +526,12 @@ class NFL(RobustLoss):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
         # L = f_y / S, f = FL, S = sum_k f_k: dL/dlog p_k = ([k = y] f'_y - L f'_k) / S
         nfl_y, s_nfl, nd = _focal_dense(p, z, lse, self.gamma, y)  # -FL_y, -sum FL, -FL'
-        S = s_nfl.neg_()
-        L = nfl_y.div(S).neg_()  # FL_y / S
-        k = scale / S
-        return (
-            scale * L if scale != 1 else L,
-            [(nd, k * L, nd.sum(1))],
-            [(y, gather_column(nd, y).mul(k).neg_())],
-        )
+        # (N, *) arithmetic in place on the fresh vectors: on a grid each is a large temporary
+        k = s_nfl.reciprocal_().mul_(-scale)  # scale / S, S = sum FL = -s_nfl
+        L = nfl_y.mul_(k).neg_()  # scale FL_y / S (nfl_y = -FL_y)
+        col = gather_column(nd, y, remember=False).mul_(k).neg_()
+        kl = k.mul_(L) if scale == 1 else k.mul_(L).div_(scale)  # scale L / S
+        return L, [(nd, kl, nd.sum(1))], [(y, col)]
 
 
 @register_loss("ngce")
@@ -799,16 +798,13 @@ class NNFL(RobustLoss):
         nfl_y, s_nfl, df = _focal_dense(  # f' = -FL'
             p, z, lse, self.gamma, y, min_prob=self.min_prob if floor else None
         )
-        # f_k = A - FL_k
+        # f_k = A - FL_k; (N, *) arithmetic in place on the fresh vectors
         S = s_nfl.add_(z.shape[1] * A)
-        fy = nfl_y.add(A)
-        k = scale / S
-        L = fy / S
-        return (
-            torch.rsub(L, 1.0).mul_(scale),
-            [(df, k * L, df.sum(1))],
-            [(y, gather_column(df, y).mul(k).neg_())],
-        )
+        L = nfl_y.add_(A).div_(S)  # f_y / S
+        k = S.reciprocal_().mul_(scale)
+        ell = torch.rsub(L, 1.0).mul_(scale)
+        col = gather_column(df, y, remember=False).mul_(k).neg_()
+        return ell, [(df, k.mul_(L), df.sum(1))], [(y, col)]
 
 
 _ACTIVE = {
