@@ -274,7 +274,10 @@ def _ghosting_nograd(
         xi, oi = x[i], out[i]
         c, s = float(cc[i]), float(ss[i])
         if not is_int[i]:
-            _ghost_fractional(xi, oi, pe, per[i], c, s, smooth)
+            if _numpy_ok(xi) and pe != xi.ndim - 1:
+                _ghost_lines_np(xi, oi, pe, per[i], c, s, smooth)
+            else:
+                _ghost_fractional(xi, oi, pe, per[i], c, s, smooth)
             continue
         if xi.numel() <= _CHUNK and _numpy_ok(xi):
             _ghost_int_np(xi.numpy(), oi.numpy(), pe, round(float(shift[i])) % n, c, s, smooth)
@@ -519,6 +522,60 @@ def _ghost_fractional(
             oc.copy_(mag)
         else:
             _copy_into(oc, mag.permute(inv))
+
+
+def _ghost_lines_np(
+    xi: Tensor, oi: Tensor, pe: int, per: Tensor, c: float, s: float, smooth: float
+) -> None:
+    """:func:`_ghost_fractional` for a non-negative CPU sample, line by line instead of slab by slab.
+
+    Only the phase-encode lines that are not identically zero are transformed (44 % of the lines
+    of the phantom volume, against 55 % in their bounding box): outside the box the output is
+    zero-filled by slices, inside it one fancy-indexing gather copies the non-zero lines with phase
+    encode last (the transposing copy the FFT needs anyway), cache-sized runs of them go through
+    ``rfft``, the two modulations, two ``irfft`` and the soft magnitude in place, and one scatter
+    writes them back (the zero lines of the box are zero-filled). Samples with negative values take
+    :func:`_ghost_fractional` (their zero lines are found differently).
+    """
+    n = xi.shape[pe]
+    lo, hi = torch.aminmax(xi)
+    if lo < 0:
+        _ghost_fractional(xi, oi, pe, per, c, s, smooth)
+        return
+    dl = float(_delta_from_range(lo, hi, smooth))
+    nzl = xi.sum(dim=pe) != 0  # a sum of non-negative numbers is 0 only if they all are
+    box = _mask_box(nzl)
+    if box is None:
+        oi.zero_()
+        return
+    lead = [d for d in range(xi.ndim) if d != pe]
+    xb, ob = xi, oi
+    for (b0, b1), d in zip(box, lead):  # crop to the box of non-zero lines, zero-fill the rest
+        ob.narrow(d, 0, b0).zero_()
+        ob.narrow(d, b1, ob.shape[d] - b1).zero_()
+        xb, ob = xb.narrow(d, b0, b1 - b0), ob.narrow(d, b0, b1 - b0)
+    mask = nzl[tuple(slice(b0, b1) for b0, b1 in box)].numpy()
+    xt, ot = np.moveaxis(xb.numpy(), pe, -1), np.moveaxis(ob.numpy(), pe, -1)
+    lines = xt[mask]  # (M, n), contiguous
+    ot[~mask] = 0
+    cos_t, sin_t = _ghost_cos_sin(n, float(per))
+    scale = 1.0 / dl if dl > 0 else 1.0
+    cdt = np.complex64 if lines.dtype == np.float32 else np.complex128
+    coef_re = torch.from_numpy(((1 + 2 * c * cos_t) * scale).astype(lines.dtype))
+    coef_im = torch.from_numpy((sin_t * (2j * s * scale)).astype(cdt))
+    lt = torch.from_numpy(lines)
+    step = max(1, _FRAC_CHUNK // n)
+    for j0 in range(0, lines.shape[0], step):
+        seg = lt[j0 : j0 + step]
+        xf = torch.fft.rfft(seg)
+        re = torch.fft.irfft(xf * coef_re, n=n)
+        im = torch.fft.irfft(xf.mul_(coef_im), n=n)
+        u = re.mul_(re).addcmul_(im, im)
+        if dl > 0:
+            _soft_mag_scaled(u, seg, im, dl)
+        else:
+            torch.sqrt(u, out=seg)
+    ot[mask] = lines
 
 
 def _half_fov_shift(x: Tensor, d: int) -> Tensor:

@@ -563,3 +563,26 @@ def test_small_image_numpy_paths_match_autograd_paths(monkeypatch):
         assert torch.equal(x, x0)
     assert calls.count("_ghost_int_np") == 12 and calls.count("_spike1_np") == 4
     assert calls.count("_ghost_frac_np") == 4  # 48 / 5 and 48 / 7.3: two dtypes x two samples
+
+
+def test_ghosting_large_sample_line_path_and_fallbacks(monkeypatch):
+    # samples above the NumPy-image size on the CPU: non-negative ones with phase encode not last
+    # take the line-by-line path (only non-zero lines transformed), negative ones and phase encode
+    # last the slab path; all equal the autograd path, and zero lines stay exactly zero
+    calls = []
+    for name in ("_ghost_lines_np", "_ghost_fractional"):
+        fn = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda *a, _f=fn, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    x = phantom((40, 64, 56), seed=6)["image"][None]
+    assert x[0].numel() > F._CHUNK
+    x[..., :, 30] = 0  # zero phase-encode lines (all of readout column 30) inside the object
+    cases = ((x, -2, "_ghost_lines_np"), (x, -1, "_ghost_fractional"),
+             (x - 0.2 * x.flip(-1), -2, "_ghost_fractional"))
+    for xx, pe, path in cases:
+        calls.clear()
+        fast = F.ghosting(xx, 0.6, 5.3, 0.7, pe_axis=pe)
+        slow = F.ghosting(xx.clone().requires_grad_(True), 0.6, 5.3, 0.7, pe_axis=pe).detach()
+        assert calls[-1] == path and calls.count(path) == 1, (pe, calls)  # (negative: a fallback)
+        assert (fast - slow).abs().max() < 2e-5 and fast.min() >= 0
+    y = F.ghosting(x, 0.6, 5.3, 0.7, pe_axis=-2)
+    assert (y[..., :, 30] == 0).all() and (y[..., :, 0] == 0).all()  # inside and outside the box
