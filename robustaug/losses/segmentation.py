@@ -11,6 +11,7 @@ from ._common import (
     RobustLoss,
     _scaled_by,
     class_dot,
+    host_checks,
     no_autocast,
     reduce_loss,
     register_loss,
@@ -77,7 +78,9 @@ def _dice_rows(
     column (``d = p - 1``, ``D = p^2 + 1 + eps``, ``sign(d) = -1``) is then set from the general
     formula (``O(N)``); ``dL/dz = p (h - sum_c p_c h_c)`` is written into ``p``'s buffer (two
     ``(N, C)`` temporaries from the loss's workspace, one ``sqrt`` pass for the default ``gamma = 3/2``). ``kappa`` is the
-    reduction's factor (``1/N`` for the mean). Returns the gradient and the per-sample losses.
+    reduction's factor (``1/N`` for the mean). The loss terms are summed by one ``dot`` of ``a T``
+    and ``p`` (no product buffer), and equal class weights (the default) are a scalar folded into
+    ``E`` and that sum. Returns the gradient and the sum of the per-sample losses.
     """
     eps_t = torch.full((), eps, dtype=p.dtype, device=p.device)
     r = torch.addcmul(eps_t, p, p, out=idx.scratch(p)).reciprocal_()
@@ -92,12 +95,18 @@ def _dice_rows(
         else:
             _power(t.copy_(p), gamma - 1)
         t.mul_(r)
-    e = torch.add(  # kappa E
-        torch.full((), kappa * (gamma - 2.0), dtype=p.dtype, device=p.device), r, alpha=2 * kappa * eps
-    )
-    t.mul_(a)  # a T
+    # equal class weights (the default; a free check on the CPU): a scalar folded into E and the sum
+    a0 = float(a[0]) if host_checks(a) and bool(a.amin() == a.amax()) else None
+    if a0 is None:
+        t.mul_(a)  # a T
+    w = 1.0 if a0 is None else a0
+    # kappa a E in r's buffer (r is not needed any more)
+    e = torch.add(torch.full((), w * kappa * (gamma - 2.0), dtype=p.dtype, device=p.device), r,
+                  alpha=2 * w * kappa * eps, out=r)
+    # sum of the loss terms a p T over all elements, label column fixed below: one fused dot
+    total = torch.dot(t.view(-1), p.view(-1))
+    t_y = idx.take(t, remember=False)
     h = e.mul_(t)  # kappa a T E
-    ratio = t.mul_(p)  # a N / D
     # the label's column: d = p_y - 1 <= 0, D = p_y^2 + 1 + eps, s = -|d|^(gamma-1) (0 where d = 0)
     p_y = idx.take(p, remember=False)
     a_y = a.index_select(0, idx.y)
@@ -108,14 +117,14 @@ def _dice_rows(
     num_y = s_y * ad
     ratio_y = (a_y * num_y).mul_(r_y)
     h_y = (s_y * (-gamma)).sub_(num_y.mul_(p_y).mul_(r_y).mul_(2.0)).mul_(r_y).mul_(a_y * kappa)
-    idx.add_to(ratio, ratio_y.sub_(idx.take(ratio, remember=False)))
+    dense_y = t_y.mul_(p_y).mul_(w)  # what the dense sum took at the label
+    total = total * w + ratio_y.sub_(dense_y).sum()
     idx.add_to(h, h_y.sub_(idx.take(h, remember=False)))
-    loss = ratio.sum(1)
     ph = h.mul_(p)
     gz = torch.addcmul(ph, p, ph.sum(1, keepdim=True), value=-1.0, out=p)
-    del ph, h, ratio, e
+    del ph, h, e, t
     idx.return_scratch(reuse=True)
-    return gz, loss
+    return gz, total
 
 
 class _DiceIndexFn(torch.autograd.Function):
@@ -143,9 +152,9 @@ class _DiceIndexFn(torch.autograd.Function):
         p = torch.softmax(z, dim=1)
         idx = LabelIndex(y, z.shape, ws)
         if v == 1:  # (N, C): every voxel sum is a single term
-            gz, loss = _dice_rows(p, idx, a, gamma, eps, 1.0 / n if reduction == "mean" else 1.0)
+            gz, total = _dice_rows(p, idx, a, gamma, eps, 1.0 / n if reduction == "mean" else 1.0)
             ctx.save_for_backward(gz.view(shape_in))
-            return loss.mean() if reduction == "mean" else loss.sum()
+            return total / n if reduction == "mean" else total
         x = p.clone()
         idx.add_to(x, torch.full_like(y, -1.0, dtype=p.dtype))  # d = p - g
         p3, x3 = p.view(n, c, v), x.view(n, c, v)
