@@ -38,6 +38,7 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -181,7 +182,18 @@ def softmax_parts(z: Tensor, index: LabelIndex | None = None) -> tuple[Tensor, T
         p_y = index.take(p)  # (remembered: RCE-like parts reuse it)
         if float(p_y.amin()) > torch.finfo(p.dtype).tiny * 2.0**24:
             return p, index.take(z).sub(torch.log(p_y)).unsqueeze(1)
-    return p, z.amax(1, keepdim=True).sub_(p.amax(1, keepdim=True).log_())
+    pm = p.amax(1, keepdim=True)
+    if index is not None and host_checks(p) and pm.numel():
+        index.p_max = float(pm.max())  # (saturation checks of the losses, free here)
+    return p, z.amax(1, keepdim=True).sub_(_log_(pm))
+
+
+def _log_(t: Tensor) -> Tensor:
+    """In-place natural log; on CPU float tensors NumPy's (about 3x faster than torch's here)."""
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and t.is_contiguous():
+        np.log(t.numpy(), out=t.numpy())
+        return t
+    return t.log_()
 
 
 #: A term ``coef[:, None] * base`` of the gradient with respect to ``log p`` (``base`` ``None``
@@ -483,6 +495,8 @@ class LabelIndex:
         self._memo: list[tuple[Tensor, Tensor]] = []
         self._ws = ws
         self._taken: list[Tensor] = []
+        #: the largest probability of all elements, when the softmax noted it (CPU)
+        self.p_max: float | None = None
         if len(shape) > 2 and y.numel() > 0:
             n = shape[0]
             hw = y.numel() // n

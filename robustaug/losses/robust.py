@@ -166,7 +166,8 @@ def _focal_dense(
         nfl_y, s_nfl, nd = y.take(logp, remember=False), logp.sum(1), logp.fill_(1.0)
         return nfl_y, s_nfl, nd if live is None else nd.mul_(live)
     u = y.scratch(p)
-    sat = not _common.host_checks(p) or float(p.amax()) > 0.5
+    pm = y.p_max if min_prob is None else None  # (the floor clamps p)
+    sat = not _common.host_checks(p) or (float(p.amax()) if pm is None else pm) > 0.5
     if p.dim() > 2 and p.shape[1] <= 16 and min_prob is None:
         # few classes on a grid: every u as the others' sum (the floor breaks sum p = 1: not there)
         _others_sum(p, u)
