@@ -140,12 +140,13 @@ def _focal_dense(
     rounding noise of ``log p / u``; for every other class ``u >= 1/2`` and ``t`` is accurate as
     computed. With few classes on a grid (segmentation) every ``u`` is the sum of the other
     classes (:func:`_others_sum`) and ``t`` is clamped densely. Otherwise the dense passes are the
-    plain formulas; when some ``p > 1/2`` (always off the
-    CPU, where the check would synchronise) ``u`` of the largest class is replaced by the masked
-    class sum and its ``-FL'`` is recomputed per element (``(N, 1, *)``, with ``log p =
-    log1p(-u)``, or the largest logit minus ``lse`` under the floor) and put in place by ``lerp`` with the mask ``[p <= 1/2]`` (0/1 weights select
-    exactly; a comparison written to a float buffer, several times cheaper on CPU than a
-    ``bool`` mask, ``argmax`` or ``nonzero``).
+    plain formulas; when some ``p > 1/2`` (always off the CPU, where the check would synchronise)
+    ``u`` of the largest class is replaced by the masked class sum and, with many classes, its
+    ``-FL'`` is recomputed per element (``(N, 1, *)``, with ``log p = log1p(-u)``, or the largest
+    logit minus ``lse`` under the floor) and put in place by ``lerp`` with the mask ``[p <= 1/2]``
+    (0/1 weights select exactly; a comparison written to a float buffer is several times cheaper on
+    CPU than a ``bool`` mask, ``argmax`` or ``nonzero``); with few classes ``t`` is clamped
+    densely.
 
     On CPU a fresh ``(N, C, *)`` buffer costs several elementwise passes (its memory is cold), so
     the work is done in place in two buffers (``log p``, then ``-FL'``; and ``u``) from the loss's

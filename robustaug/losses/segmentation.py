@@ -190,6 +190,7 @@ class _DiceIndexFn(torch.autograd.Function):
             idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
         h = s.mul_(alpha).addcmul_(p, beta)
         gz = h.sub_(class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
+        idx.return_scratch(reuse=True)  # (the flat label offsets: nothing refers to them now)
         ctx.save_for_backward(gz)
         return loss.mean() if reduction == "mean" else loss.sum()
 
