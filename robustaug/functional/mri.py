@@ -1333,6 +1333,17 @@ def _segments(t_line: Tensor, times: Tensor) -> Tensor:
 def _times_from_energy(energy: Tensor, t_line: Tensor, frac: Tensor, rel: Tensor) -> Tensor:
     """Absolute event times so that lines after the first event hold ``frac`` of the energy."""
     n = t_line.numel()
+    if not (energy.requires_grad or frac.requires_grad or rel.requires_grad):
+        # the same float64 arithmetic in NumPy (CPU inputs; ~1 us per operation instead of ~3)
+        en, tl = energy.numpy(), t_line.numpy()
+        e = en[:, np.argsort(tl, kind="stable")]
+        tail = np.cumsum(e[:, ::-1], axis=1)[:, ::-1]
+        tail = np.concatenate([tail, np.zeros_like(tail[:, :1])], 1) / np.maximum(
+            tail[:, :1], 1e-30
+        )
+        j = np.abs(tail - frac.numpy()[:, None]).argmin(1).astype(np.float64)
+        t1 = (j / n)[:, None]
+        return torch.from_numpy(t1 + rel.double().numpy() * (1 - t1))
     perm = torch.argsort(t_line)
     e = energy[:, perm]
     tail = torch.flip(torch.cumsum(torch.flip(e, [1]), 1), [1])
@@ -1607,6 +1618,8 @@ def _assemble_runs(
     herm = torch.empty_like(xf0)
     anti: Tensor | None = None
     dd = d - 1  # PE dim inside one sample
+    if xf0.device.type == "cpu":
+        return _assemble_runs_np(srcs, herm, pos_seg.numpy(), neg_seg.numpy(), n, d)
     for i in range(xf0.shape[0]):
         key = (pos_seg[i] * (len(srcs) + 1) + neg_seg[i]).tolist()
         starts = [0] + [j for j in range(1, nh) if key[j] != key[j - 1]] + [nh]
@@ -1627,6 +1640,52 @@ def _assemble_runs(
                 anti[i].narrow(dd, 0, a).zero_()
             torch.add(pp, qq, out=hs).mul_(0.5)
             torch.sub(pp, qq, out=anti[i].narrow(dd, a, b - a)).mul_(-0.5j)
+    re = torch.fft.irfft(herm, n=n, dim=d)
+    return re, (torch.fft.irfft(anti, n=n, dim=d) if anti is not None else None)
+
+
+def _assemble_runs_np(
+    srcs: list[Tensor | None], herm: Tensor, pos_seg: np.ndarray, neg_seg: np.ndarray, n: int, d: int
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`_assemble_runs` on the CPU with NumPy views of the complex spectra (a NumPy call
+    costs ~1 us where a torch op costs 3-5 us; a 2D image has a few runs of ~8 operations each)."""
+    nh = n // 2 + 1
+    dd = d - 1
+    hn = herm.numpy()
+    sn = [None if t is None else t.numpy() for t in srcs]
+    anti: Tensor | None = None
+    an: np.ndarray | None = None
+    npose = len(srcs) + 1
+    sl: list[slice] = [slice(None)] * (herm.ndim - 1)
+
+    def cut(a: int, b: int) -> tuple[slice, ...]:
+        sl[dd] = slice(a, b)
+        return tuple(sl)
+
+    for i in range(hn.shape[0]):
+        key = pos_seg[i] * npose + neg_seg[i]
+        starts = [0, *(np.flatnonzero(np.diff(key)) + 1).tolist(), nh]
+        for a, b in itertools.pairwise(starts):
+            p, q = int(pos_seg[i, a]), int(neg_seg[i, a])
+            sp_, sq_ = sn[p], sn[q]
+            assert sp_ is not None and sq_ is not None  # a pose some line uses has a spectrum
+            c = cut(a, b)
+            pp, qq, hs = sp_[i][c], sq_[i][c], hn[i][c]
+            if p == q:
+                np.copyto(hs, pp)
+                if an is not None:
+                    an[i][c] = 0
+                continue
+            if an is None:  # zero what was skipped so far (earlier samples, earlier runs)
+                anti = torch.empty_like(herm)
+                an = anti.numpy()
+                an[:i] = 0
+                an[i][cut(0, a)] = 0
+            np.add(pp, qq, out=hs)
+            hs *= 0.5
+            ax = an[i][c]
+            np.subtract(pp, qq, out=ax)
+            ax *= -0.5j
     re = torch.fft.irfft(herm, n=n, dim=d)
     return re, (torch.fft.irfft(anti, n=n, dim=d) if anti is not None else None)
 
