@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -409,35 +409,33 @@ class Workspace:
 
     @staticmethod
     def _key(t: Tensor) -> tuple:
-        return (t.shape, t.stride(), t.dtype, t.device, torch.is_inference_mode_enabled())
+        return Workspace._layout(t.shape, t.stride(), t.dtype, t.device)
 
-    def take(self, like: Tensor) -> Tensor:
-        """A buffer like ``like`` (uninitialised): a kept one when there is one, else new."""
-        free = self._pool.get(self._key(like))
+    @staticmethod
+    def _layout(shape: Sequence[int], stride: Sequence[int], dtype: torch.dtype,
+                device: torch.device) -> tuple:
+        return (torch.Size(shape), tuple(stride), dtype, torch.device(device),
+                torch.is_inference_mode_enabled())
+
+    def _pop(self, key: tuple) -> Tensor | None:
+        free = self._pool.get(key)
         if free:
             try:
                 return free.pop()
             except IndexError:  # (emptied by a concurrent call)
                 pass
-        return torch.empty_like(like)
+        return None
+
+    def take(self, like: Tensor) -> Tensor:
+        """A buffer like ``like`` (uninitialised): a kept one when there is one, else new."""
+        buf = self._pop(self._key(like))
+        return torch.empty_like(like) if buf is None else buf
 
     def take_new(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
         """A contiguous buffer of ``shape`` and ``dtype`` on ``device`` (kept or new)."""
-        device = torch.device(device)
-        if device.type == "cpu":
-            strides, acc = [], 1
-            for n in reversed(shape):
-                strides.append(acc)
-                acc *= n
-            key = (torch.Size(shape), tuple(reversed(strides)), dtype, device,
-                   torch.is_inference_mode_enabled())
-            free = self._pool.get(key)
-            if free:
-                try:
-                    return free.pop()
-                except IndexError:
-                    pass
-        return torch.empty(shape, dtype=dtype, device=device)
+        stride = [math.prod(shape[k + 1 :]) for k in range(len(shape))]
+        buf = self._pop(self._layout(shape, stride, dtype, device))
+        return torch.empty(shape, dtype=dtype, device=device) if buf is None else buf
 
     def give(self, bufs: list[Tensor]) -> None:
         """Keep ``bufs`` (which nothing else refers to) for the next calls, within the limits: when
@@ -525,19 +523,19 @@ class LabelIndex:
         """Forget the remembered gathers (their sources may be freed or reused)."""
         self._memo.clear()
 
-    def _scratch_new(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        assert self._ws is not None
-        buf = self._ws.take_new(shape, dtype, self.y.device)
+    def _track(self, buf: Tensor) -> Tensor:
         self._taken.append(buf)
         return buf
+
+    def _scratch_new(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        assert self._ws is not None
+        return self._track(self._ws.take_new(shape, dtype, self.y.device))
 
     def scratch(self, like: Tensor) -> Tensor:
         """A dense temporary like ``like`` from the loss's :class:`Workspace` (or a new one)."""
         if self._ws is None:
             return torch.empty_like(like)
-        buf = self._ws.take(like)
-        self._taken.append(buf)
-        return buf
+        return self._track(self._ws.take(like))
 
     def return_scratch(self, reuse: bool) -> None:
         """Give the temporaries back to the workspace (``reuse``: nothing refers to them any more)
