@@ -245,6 +245,13 @@ def _focal_and_derivative(
     return fl, t.mul_(ug).mul_(gamma).sub_(ug)
 
 
+def _one_minus_p_y_terms(p: Tensor, y: LabelIndex, k: float):
+    """Analytic terms of ``k (1 - p_y)`` (MAE, RCE) from the softmax's label column: the value
+    (exact to ``k eps`` absolute) and ``dL/dlog p_y = -k p_y``, with no ``exp`` pass."""
+    p_y = gather_column(p, y)
+    return torch.rsub(p_y, 1.0).mul_(k), [], [(y, p_y * -k)]
+
+
 @register_loss("ce", "cross_entropy")
 class CrossEntropy(RobustLoss):
     """Cross-entropy ``-log p_y`` (baseline; memorises label noise).
@@ -353,8 +360,8 @@ class MAE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * one_minus_p(logp)
 
-    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.expm1(s).mul_(-self.scale), torch.exp(s).mul_(-self.scale)
+    def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
+        return _one_minus_p_y_terms(p, y, self.scale)
 
 
 @register_loss("rce")
@@ -380,14 +387,8 @@ class RCE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return -self.A * one_minus_p(logp)
 
-    def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        # -A (1 - p_y) = A expm1(log p_y); derivative A p_y
-        return torch.expm1(s).mul_(self.A), torch.exp(s).mul_(self.A)
-
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
-        # from p_y itself: no exp/expm1 pass (the value A (p_y - 1) is exact to A eps absolute)
-        p_y = gather_column(p, y)
-        return torch.sub(p_y, 1.0).mul_(self.A), [], [(y, p_y * self.A)]
+        return _one_minus_p_y_terms(p, y, -self.A)
 
 
 @register_loss("sce")
