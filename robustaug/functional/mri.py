@@ -78,10 +78,6 @@ def _bshape(v: Tensor, x: Tensor) -> Tensor:
     return v.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def _half_freqs(n: int, x: Tensor) -> Tensor:
-    return torch.arange(n // 2 + 1, device=x.device, dtype=x.dtype)
-
-
 def _sym_parts(mask: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Split a real line mask ``(..., n)`` in unshifted order into its symmetric and antisymmetric
     parts on the half spectrum ``0..n//2`` (as used with ``rfft``/``irfft``)."""
@@ -390,15 +386,9 @@ def _ghost_frac_np(
         out[...] = 0
         return
     b0, b1 = int(nz[0]), int(nz[-1]) + 1
-    cos_t, sin_t = _ghost_cos_sin(n, period)
-    scale = 1.0 / dl if dl > 0 else 1.0
-    cdt = np.complex64 if x.dtype == np.float32 else np.complex128
-    coef_re = torch.from_numpy(((1 + 2 * c * cos_t) * scale).astype(x.dtype))
-    coef_im = torch.from_numpy((sin_t * (2j * s * scale)).astype(cdt))
-    xf = torch.fft.rfft(torch.from_numpy(lines[b0:b1]))
-    re = torch.fft.irfft(xf * coef_re, n=n)
-    im = torch.fft.irfft(xf.mul_(coef_im), n=n)
-    u = re.mul_(re).addcmul_(im, im).numpy()  # |z|^2 / delta^2 (or |z|^2 without smoothing)
+    seg = torch.from_numpy(lines[b0:b1])
+    coefs = _ghost_coefs(n, period, c, s, dl, seg.dtype, seg.device)
+    u = _ghost_sq(seg, coefs, n)[0].numpy()  # |z|^2 / delta^2 (or |z|^2 without smoothing)
     if dl > 0:  # delta g(u): g = sqrt(u) for u >= 1, u (3 - u) / 2 below
         flat = u.reshape(-1)  # (contiguous: a view)
         low = np.flatnonzero(flat < 1.0)
@@ -419,6 +409,30 @@ def _ghost_frac_np(
     ol[:b0] = 0
     ol[b1:] = 0
     ol[b0:b1] = u
+
+
+def _ghost_coefs(
+    n: int, period: float, c: float, s: float, dl: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Half-spectrum multipliers of the fractional-shift ghosting paths, ``1/delta`` folded in:
+    ``re = irfft(X (1 + 2c cos theta))`` and ``im = irfft(X 2i s sin theta)`` (``theta_m = 2 pi m /
+    n``; ``c, s = a/2 cos phi, a/2 sin phi``)."""
+    cos_t, sin_t = _ghost_cos_sin(n, period)
+    scale = 1.0 / dl if dl > 0 else 1.0
+    cdt = torch.promote_types(dtype, torch.complex64)
+    coef_re = torch.from_numpy((1 + 2 * c * cos_t) * scale).to(device=device, dtype=dtype)
+    coef_im = torch.from_numpy(sin_t * (2j * s * scale)).to(device=device, dtype=cdt)
+    return coef_re, coef_im
+
+
+def _ghost_sq(lines: Tensor, coefs: tuple[Tensor, Tensor], n: int) -> tuple[Tensor, Tensor]:
+    """``|z|^2`` (scaled by the coefficients) of the ghosted phase-encode lines ``lines`` (PE
+    last): one rfft and two irfft. Returns it and the (spent) imaginary-part buffer as scratch."""
+    coef_re, coef_im = coefs
+    xf = torch.fft.rfft(lines)
+    re = torch.fft.irfft(xf * coef_re, n=n)
+    im = torch.fft.irfft(xf.mul_(coef_im), n=n)
+    return re.mul_(re).addcmul_(im, im), im
 
 
 @functools.lru_cache(maxsize=64)
@@ -495,11 +509,7 @@ def _ghost_fractional(
     big = [d for d in lead if xb.shape[d] > 1]
     ax = big[0] if big else lead[0]  # outermost non-PE axis: its slabs are the least strided
     step = max(1, min(xb.shape[ax], _FRAC_CHUNK * xb.shape[ax] // max(xb.numel(), 1)))
-    theta = (2 * math.pi / per) * _half_freqs(n, xi)
-    cplx = torch.promote_types(xi.dtype, torch.complex64)
-    scale = 1.0 / dl if dl > 0 else 1.0
-    coef_re = ((1 + 2 * c * torch.cos(theta)) * scale).to(cplx)
-    coef_im = ((2 * s * scale) * torch.sin(theta)).to(cplx) * 1j
+    coefs = _ghost_coefs(n, float(per), c, s, dl, xi.dtype, xi.device)
     direct = pe == xi.ndim - 1  # phase-encode already last: no transposes
     for j0 in range(0, xb.shape[ax], step):
         ln = min(step, xb.shape[ax] - j0)
@@ -509,10 +519,7 @@ def _ghost_fractional(
         else:
             lines = torch.empty([xc.shape[d] for d in perm], dtype=xi.dtype, device=xi.device)
             _copy_into(lines, xc.permute(perm))
-        xf = torch.fft.rfft(lines)
-        re = torch.fft.irfft(xf * coef_re, n=n)
-        im = torch.fft.irfft(xf.mul_(coef_im), n=n)
-        u = re.mul_(re).addcmul_(im, im)
+        u, im = _ghost_sq(lines, coefs, n)
         if dl > 0:
             mag = torch.empty_like(u)
             _soft_mag_scaled(u, mag, im, dl)
@@ -558,19 +565,12 @@ def _ghost_lines_np(
     xt, ot = np.moveaxis(xb.numpy(), pe, -1), np.moveaxis(ob.numpy(), pe, -1)
     lines = xt[mask]  # (M, n), contiguous
     ot[~mask] = 0
-    cos_t, sin_t = _ghost_cos_sin(n, float(per))
-    scale = 1.0 / dl if dl > 0 else 1.0
-    cdt = np.complex64 if lines.dtype == np.float32 else np.complex128
-    coef_re = torch.from_numpy(((1 + 2 * c * cos_t) * scale).astype(lines.dtype))
-    coef_im = torch.from_numpy((sin_t * (2j * s * scale)).astype(cdt))
     lt = torch.from_numpy(lines)
+    coefs = _ghost_coefs(n, float(per), c, s, dl, lt.dtype, lt.device)
     step = max(1, _FRAC_CHUNK // n)
     for j0 in range(0, lines.shape[0], step):
         seg = lt[j0 : j0 + step]
-        xf = torch.fft.rfft(seg)
-        re = torch.fft.irfft(xf * coef_re, n=n)
-        im = torch.fft.irfft(xf.mul_(coef_im), n=n)
-        u = re.mul_(re).addcmul_(im, im)
+        u, im = _ghost_sq(seg, coefs, n)
         if dl > 0:
             _soft_mag_scaled(u, seg, im, dl)
         else:
