@@ -348,15 +348,27 @@ def _ghost_int_np(
             np.subtract(a_, b_, out=i_)
         st, ti = torch.from_numpy(sq), torch.from_numpy(im)  # torch's fused addcmul: 2 passes
         st.mul_(st).addcmul_(ti, ti, value=s * s)
-    if dl > 0:
-        d2 = dl * dl
-        low = sq < d2
-        low &= sq > 0
-        idx = np.flatnonzero(low)
-        v = sq.reshape(-1)[idx]
+    _soft_magnitude_np_(sq, dl, 1.0)
+
+
+def _soft_magnitude_np_(sq: np.ndarray, dl: float, unit: float) -> None:
+    """In place on a contiguous NumPy array holding ``unit |z|^2``: :func:`soft_magnitude` of
+    ``|z|^2`` with radius ``dl`` (``delta g(u)``, ``u = |z|^2 / delta^2``: ``sqrt(u)`` for ``u >= 1``,
+    ``u (3 - u) / 2`` below). The square root runs everywhere and the polynomial only where
+    ``0 < |z| < delta`` (zeros map to zero either way)."""
+    if not dl > 0:
+        np.sqrt(sq, out=sq)
+        return
+    thr = unit * dl * dl  # u = 1 in the array's units
+    flat = sq.reshape(-1)  # (contiguous: a view)
+    low = flat < thr
+    low &= flat > 0
+    idx = np.flatnonzero(low)
+    u = flat[idx] * (1.0 / thr)
     np.sqrt(sq, out=sq)
-    if dl > 0 and idx.size:
-        sq.reshape(-1)[idx] = v * (1.5 / dl - v * (0.5 / (d2 * dl)))
+    if unit != 1.0:
+        sq *= 1.0 / math.sqrt(unit)
+    flat[idx] = u * (3.0 - u) * (0.5 * dl)
 
 
 def _ghost_frac_np(
@@ -389,15 +401,7 @@ def _ghost_frac_np(
     seg = torch.from_numpy(lines[b0:b1])
     coefs = _ghost_coefs(n, period, c, s, dl, seg.dtype, seg.device)
     u = _ghost_sq(seg, coefs, n)[0].numpy()  # |z|^2 / delta^2 (or |z|^2 without smoothing)
-    if dl > 0:  # delta g(u): g = sqrt(u) for u >= 1, u (3 - u) / 2 below
-        flat = u.reshape(-1)  # (contiguous: a view)
-        low = np.flatnonzero(flat < 1.0)
-        v = flat[low]
-        np.sqrt(u, out=u)
-        u *= dl
-        flat[low] = v * (3.0 - v) * (0.5 * dl)
-    else:
-        np.sqrt(u, out=u)
+    _soft_magnitude_np_(u, dl, 1.0 / (dl * dl) if dl > 0 else 1.0)
     ot = np.moveaxis(out, pe, -1)
     try:
         ol = ot.reshape(-1, n, copy=False)
