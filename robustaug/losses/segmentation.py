@@ -66,6 +66,13 @@ def _power(x: Tensor, e: float) -> Tensor:
     return x.pow_(e)
 
 
+def _class_counts(y: Tensor, n: int, c: int) -> Tensor:
+    """Voxels of each class in each sample, ``(N, C)`` int64, from labels ``y`` ``(N, *)`` in
+    ``[0, C)``: one ``bincount`` of ``y + C n``."""
+    rows = torch.arange(0, n * c, c, device=y.device).view(n, 1)
+    return torch.bincount((y.reshape(n, -1) + rows).view(-1), minlength=n * c).view(n, c)
+
+
 def _dice_rows(
     p: Tensor, idx: LabelIndex, a: Tensor, gamma: float, eps: float, kappa: float
 ) -> tuple[Tensor, Tensor]:
@@ -135,9 +142,13 @@ class _DiceIndexFn(torch.autograd.Function):
     ``L = sum_c a_c N_c / D_c`` and ``s = |d|^(gamma-1) sign(d)``: ``dL/dp = h = gamma a s / D -
     2 a N p / D^2`` and ``dL/dz = p (h - sum_c p h)``. ``sign(d)`` is -1 at the label and +1
     elsewhere, except where ``d = 0``, where ``|d|^(gamma-1) = 0`` for ``gamma > 1``
-    (``gamma = 1`` takes ``sign(d)`` itself). On CPU every new ``(N, C, *)`` buffer costs several
-    elementwise passes, so the work is done in place in two (three for ``1 < gamma < 2``), and
-    the voxel sums use norms (no temporary) where they can.
+    (``gamma = 1`` takes ``sign(d)`` itself); for ``1 < gamma < 2`` it is computed as ``d
+    |d|^(gamma-2)`` (one ``rsqrt`` pass for the default 3/2) with ``|d|`` floored at the smallest
+    normal float, so no sign fix-up of the label's column is needed, and ``N_c = sum_v s d``. On
+    CPU every new ``(N, C, *)`` buffer costs several elementwise passes, so ``d`` and ``s`` live in
+    the loss's workspace and the gradient is written into ``p``'s buffer (the softmax's output is
+    the only new one); the voxel sums use norms or one ``vecdot`` (no temporary); the class counts
+    ``G_c`` are one ``bincount``.
     """
 
     @staticmethod
@@ -155,42 +166,35 @@ class _DiceIndexFn(torch.autograd.Function):
             gz, total = _dice_rows(p, idx, a, gamma, eps, 1.0 / n if reduction == "mean" else 1.0)
             ctx.save_for_backward(gz.view(shape_in))
             return total / n if reduction == "mean" else total
-        x = p.clone()
-        idx.add_to(x, torch.full_like(y, -1.0, dtype=p.dtype))  # d = p - g
+        # d = p - g in a workspace buffer (the label's column minus 1: one scatter of a constant)
+        x = idx.scratch(p).copy_(p)
+        idx.add_to(x, torch.full((), -1.0, dtype=p.dtype, device=p.device).expand(y.shape))
         p3, x3 = p.view(n, c, v), x.view(n, c, v)
-        counts = torch.bincount(idx.flat // v, minlength=n * c).view(n, c).to(p.dtype)
+        counts = _class_counts(y, n, c).to(p.dtype)  # G_c = sum_v g^2 = voxels of class c
         den = torch.linalg.vector_norm(p3, 2, dim=-1).square_().add_(counts).add_(eps)
         if gamma == 2:
             num, s = torch.linalg.vector_norm(x3, 2, dim=-1).square_(), x
         elif gamma == 1:
             num, s = torch.linalg.vector_norm(x3, 1, dim=-1), x.sign_()
         else:
-            x.abs_()
-            if c <= 16:  # N_c class by class (temporaries of one class), then s in place
-                num = torch.stack(
-                    [
-                        _power(x3[:, k].clone(), gamma - 1).mul_(x3[:, k]).sum(-1)
-                        for k in range(c)
-                    ],
-                    dim=1,
-                )
-                s = _power(x, gamma - 1)
-            else:
-                s = _power(x.clone(), gamma - 1)
-                num = torch.bmm(x3.view(n * c, 1, v), s.view(n * c, v, 1)).view(n, c)
-                del x
-            del x3
+            # s = sign(d) |d|^(gamma-1) = d |d|^(gamma-2) with |d| floored at the smallest normal
+            # float (0 stays 0; a change only for subnormal |d|), N_c = sum_v s d: no sign fix-up of
+            # the label's column and no second power pass
+            s = torch.abs(x, out=idx.scratch(p)).clamp_min_(torch.finfo(p.dtype).tiny)
+            s = s.rsqrt_() if gamma == 1.5 else s.pow_(gamma - 2.0)
+            s.mul_(x)
+            num = torch.linalg.vecdot(s.view(n, c, v), x3, dim=-1)
         inv = den.reciprocal_()
         ratio = num.mul_(inv)
         loss = ratio @ a
         shape = (n, c) + (1,) * (z.dim() - 2)
         beta = ratio.mul_(inv).mul_(-2.0 * ag).view(shape)
         alpha = inv.mul_(gamma * ag).view(shape)
-        if 1 < gamma < 2:  # sign(d) = -1 at the label
-            idx.add_to(s, idx.take(s, remember=False).mul_(-2.0))
         h = s.mul_(alpha).addcmul_(p, beta)
-        gz = h.sub_(class_dot(p, h).unsqueeze(1)).mul_(p).view(shape_in)
-        idx.return_scratch(reuse=True)  # (the flat label offsets: nothing refers to them now)
+        # dL/dz = p (h - sum_c p h), written into p's buffer (the only new (N, C, *) buffer)
+        gz = p.mul_(h.sub_(class_dot(p, h).unsqueeze(1))).view(shape_in)
+        del h, s, x, x3
+        idx.return_scratch(reuse=True)  # (x, s and the flat label offsets: nothing refers to them)
         ctx.save_for_backward(gz)
         return loss.mean() if reduction == "mean" else loss.sum()
 

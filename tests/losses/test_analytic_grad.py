@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from robustaug.losses import (
     NFL,
@@ -215,6 +216,28 @@ def test_dice_integer_fast_path_matches_autograd(gamma, shape, reduction):
     zc = z.to(memory_format=torch.channels_last) if z.dim() == 4 else z.t().contiguous().t()
     g3 = _value_and_grad(NoiseRobustDice(include_background=False, **kw), zc, t)[1]
     torch.testing.assert_close(g3, g1)
+
+
+@pytest.mark.parametrize("gamma", [1.3, 1.5])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_dice_integer_fast_path_saturated_grid(gamma, dtype):
+    """Saturated logits on a grid: ``d = p - g`` is exactly 0 at many voxels (``p_y = 1``, ``p = 0``
+    off the label), where ``|d|^(gamma-1) sign(d)`` must be 0 (not 0 * inf), and tiny elsewhere."""
+    shape = (2, 3, 6, 5)
+    t = labels(shape[0], shape[1], shape[2:], seed=13)
+    z = logits(shape, seed=13, scale=2.0)
+    z = z + 800.0 * F.one_hot(t, shape[1]).movedim(-1, 1).double()  # p_y = 1 exactly
+    z[0, :, 0, :] = 0.0  # and some undecided voxels
+    z = z.to(dtype)
+    fast = NoiseRobustDice(gamma=gamma, reduction="sum")
+    ref = NoiseRobustDice(gamma=gamma, reduction="sum")
+    ref._analytic = False
+    v1, g1 = _value_and_grad(fast, z, t)
+    v2, g2 = _value_and_grad(ref, z, t)
+    assert torch.isfinite(g1).all()
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(v1, v2, **tol)
+    torch.testing.assert_close(g1, g2, **tol)
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (3, 4, 3, 3)], ids=["NC", "NC33"])
