@@ -22,6 +22,16 @@ Usage::
     python benchmarks/bench_losses.py --epochs 20      # quick smoke run
     python benchmarks/bench_losses.py --only overhead --json out.json
     python benchmarks/bench_losses.py --overhead-only --losses nfl focal --reps 5
+    python benchmarks/bench_losses.py --overhead-only --steady-heap   # no page faults (see below)
+
+Overhead and page faults: torch allocates CPU tensors with the C allocator; glibc hands memory back
+to the OS when the top of the heap is free (trimming), and then every fresh buffer costs a page fault
+per 4 KiB page on its first write. How often that happens depends on the allocation history of the
+process, so the same code takes 0 to ~1,700 faults per call in different runs. The overhead table
+reports the minor page faults per call of ``F.cross_entropy`` and of each loss (``resource``), and
+``--steady-heap`` re-runs the benchmark with glibc's trimming and ``mmap`` thresholds raised
+(``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TOP_PAD_``: for measurement only,
+nothing the package sets), where neither side faults: the pure compute ratio.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -228,11 +239,28 @@ def accuracy_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
+_STEADY_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+    "MALLOC_TOP_PAD_": str(256 << 20),
+}
+
+
+def _minflt() -> int:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return 0
+
+
 def overhead(reps: int = 15, block: int = 5, only: list[str] | None = None) -> dict:
     """Median over interleaved repetitions of time(loss fwd+bwd) / time(F.cross_entropy fwd+bwd).
 
     Each repetition times a block of ``block`` consecutive calls of F.cross_entropy, then of the
-    loss, on the same (cloned) logits, and records the ratio.
+    loss, on the same (cloned) logits, and records the ratio, and the minor page faults per call of
+    both (median over the repetitions).
     """
     shapes = {"(4096, 100)": (4096, 100), "(8, 4, 128, 128)": (8, 4, 128, 128)}
     names = [n for n in list_losses() if n != "elr" and (not only or n in only)]
@@ -250,40 +278,58 @@ def overhead(reps: int = 15, block: int = 5, only: list[str] | None = None) -> d
             )
             losses[nm] = robust_loss(nm, **kw)
 
-        def timed(fn, z0=z0, t=t, k=block):
+        faults: list[float] = []
+
+        def timed(fn, z0=z0, t=t, k=block, faults=faults):
             z = z0.clone().requires_grad_(True)
+            f0 = _minflt()
             t0 = time.perf_counter()
             for _ in range(k):
                 fn(z, t).backward()
-            return (time.perf_counter() - t0) / k
+            dt = (time.perf_counter() - t0) / k
+            faults.append((_minflt() - f0) / k)
+            return dt
 
         for fn in [F.cross_entropy, *losses.values()]:  # warm-up
             timed(fn)
         ratios = {nm: [] for nm in names}
-        ce_times = []
+        flt = {nm: [] for nm in names}
+        ce_times, ce_flt = [], []
         for _ in range(reps):
             for nm, fn in losses.items():
                 base = timed(F.cross_entropy)
+                ce_flt.append(faults[-1])
                 ratios[nm].append(timed(fn) / base)
+                flt[nm].append(faults[-1])
                 ce_times.append(base)
         res[label] = {
             "cross_entropy_ms": 1e3 * statistics.median(ce_times),
+            "cross_entropy_faults": statistics.median(ce_flt),
             "ratio": {nm: statistics.median(v) for nm, v in ratios.items()},
+            "faults": {nm: statistics.median(v) for nm, v in flt.items()},
         }
     return res
 
 
 def overhead_table(res: dict) -> str:
     labels = list(res)
-    lines = ["| Loss | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    head = " | ".join(f"{lb} | faults/call" for lb in labels)
+    lines = ["| Loss | " + head + " |", "|---|" + "---|---|" * len(labels)]
     lines.append(
         "| F.cross_entropy (ms) | "
-        + " | ".join(f"{res[lb]['cross_entropy_ms']:.2f} ms" for lb in labels)
+        + " | ".join(
+            f"{res[lb]['cross_entropy_ms']:.2f} ms | {res[lb]['cross_entropy_faults']:.0f}"
+            for lb in labels
+        )
         + " |"
     )
     for nm in res[labels[0]]["ratio"]:
         lines.append(
-            f"| {nm} | " + " | ".join(f"{res[lb]['ratio'][nm]:.2f}x" for lb in labels) + " |"
+            f"| {nm} | "
+            + " | ".join(
+                f"{res[lb]['ratio'][nm]:.2f}x | {res[lb]['faults'][nm]:.0f}" for lb in labels
+            )
+            + " |"
         )
     return "\n".join(lines)
 
@@ -299,7 +345,15 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--json", default=None, help="write raw results here")
+    ap.add_argument(
+        "--steady-heap",
+        action="store_true",
+        help="re-run with glibc's heap trimming off (no page faults on either side)",
+    )
     args = ap.parse_args(argv)
+    if args.steady_heap and any(os.environ.get(k) != v for k, v in _STEADY_ENV.items()):
+        # glibc reads these when the process starts: re-execute with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_STEADY_ENV})
     if args.overhead_only:
         args.only = "overhead"
     torch.set_num_threads(args.threads)
@@ -313,6 +367,7 @@ def main(argv=None) -> None:
         "epochs": args.epochs,
         "hidden": args.hidden,
         "command": " ".join(sys.argv),
+        "steady_heap": all(os.environ.get(k) == v for k, v in _STEADY_ENV.items()),
     }
     out: dict = {"meta": meta}
     if args.only in (None, "accuracy"):

@@ -263,6 +263,7 @@ class _IndexLossFn(torch.autograd.Function):
         # incoming gradient of exactly 1) returns this buffer as it is: no new (N, C, *) buffer.
         ctx.eager = True
         ctx.folded = reduction != "none"
+        scale = 1.0  # a scalar factor of the dense and column terms, applied by the ops below
         if ctx.folded:
             sc: Tensor | float = 1.0
             if reduction == "mean":  # (no element: a 0/0 mean, as torch's)
@@ -278,20 +279,23 @@ class _IndexLossFn(torch.autograd.Function):
                 )
                 neg_total = neg_total.mul_(sc) if inplace else neg_total * sc
                 ones = ones * sc if not _is_zero(ones) else ones
-                dense_b = [(base, coef * sc) for base, coef in dense_b]
-                cols = [(idx, coef * sc) for idx, coef in cols]
+                if isinstance(sc, Tensor):
+                    dense_b = [(base, coef * sc) for base, coef in dense_b]
+                    cols = [(idx, coef * sc) for idx, coef in cols]
+                else:  # (as addcmul's value / index_add's alpha: no new (N, *) products)
+                    scale = sc
         gu = p if _is_one(neg_total) else p.mul_(_bcast(neg_total))
         if not _is_zero(ones):
             gu.add_(_bcast(ones))
         for base, coef in dense_b:
             if isinstance(coef, Tensor):
-                gu.addcmul_(base, coef.unsqueeze(1))
+                gu.addcmul_(base, coef.unsqueeze(1), value=scale)
             else:
-                gu.add_(base, alpha=coef)
+                gu.add_(base, alpha=coef * scale)
         for idx, coef in cols:
             if not isinstance(coef, Tensor):
-                coef = torch.full(idx.y.shape, coef, dtype=gu.dtype, device=gu.device)
-            idx.add_to(gu, coef)
+                coef = torch.full((), coef, dtype=gu.dtype, device=gu.device).expand(idx.y.shape)
+            idx.add_to(gu, coef, alpha=scale)
         del dense, dense_b
         index.return_scratch(reuse=True)  # the temporaries were only read up to here
         ctx.save_for_backward(gu, ew)
@@ -544,12 +548,12 @@ class LabelIndex:
             self._ws.give(self._taken)
         self._taken = []
 
-    def add_to(self, x: Tensor, v: Tensor) -> None:
-        """In place ``x[n, y[n, *], *] += v``."""
+    def add_to(self, x: Tensor, v: Tensor, alpha: float = 1.0) -> None:
+        """In place ``x[n, y[n, *], *] += alpha * v``."""
         if self.flat is not None and x.is_contiguous():
-            x.view(-1).index_add_(0, self.flat, v.reshape(-1))
+            x.view(-1).index_add_(0, self.flat, v.reshape(-1), alpha=alpha)
         else:
-            x.scatter_add_(1, self.y.unsqueeze(1), v.unsqueeze(1))
+            x.scatter_add_(1, self.y.unsqueeze(1), (v if alpha == 1.0 else v * alpha).unsqueeze(1))
 
 
 class ArgmaxIndex:
