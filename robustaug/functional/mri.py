@@ -921,6 +921,11 @@ def _keep_bins(n: int, fraction: float) -> int:
     return math.floor(fraction * n / 2 + 1e-9)
 
 
+#: Keep ratio ``(2k + 1) / n`` below which an outer Gibbs axis is pruned (its kept bins gathered
+#: before the next axis is transformed) rather than truncated in place (no-grad path).
+_GIBBS_PRUNE = 0.6
+
+
 def _gibbs_one(x: Tensor, fracs: Sequence[float], dims: Sequence[int]) -> Tensor:
     todo = [(dd, _keep_bins(x.shape[dd], f)) for dd, f in zip(dims, fracs)]
     todo = [(dd, kk) for dd, kk in todo if 2 * kk + 1 < x.shape[dd]]
@@ -931,17 +936,22 @@ def _gibbs_one(x: Tensor, fracs: Sequence[float], dims: Sequence[int]) -> Tensor
     n_last = x.shape[last]
     z = torch.fft.rfft(x, dim=last).narrow(last, 0, k_last + 1)
     others = todo[:-1]
+    inplace: list[tuple[int, int]] = []
     if others and not z.requires_grad:
-        # innermost axis of the chain: the fresh FFT output is truncated in place (its middle
-        # bins zeroed) and transformed back, no gather of the kept bins and no zero-filled copy
-        *others, (dd, kk) = others
-    else:
-        dd = None
+        # axes truncated in place: the fresh FFT output has its middle bins zeroed and is
+        # transformed back (no gather of the kept bins, no zero-filled copy). Always the innermost
+        # axis of the chain; an outer axis too when it keeps most of its bins, where gathering
+        # them would save little FFT work for two copies of the spectrum (3D, fraction 0.65-0.9:
+        # 35-47 ms -> 29-36 ms on 160x192x160, one thread)
+        inplace = [others[-1]] + [
+            (d2, k2) for d2, k2 in others[:-1] if (2 * k2 + 1) >= _GIBBS_PRUNE * x.shape[d2]
+        ]
+        others = [t for t in others if t not in inplace]
     for d2, k2 in others:
         n = x.shape[d2]
         z = torch.fft.fft(z, dim=d2)
         z = torch.cat([z.narrow(d2, 0, k2 + 1), z.narrow(d2, n - k2, k2)], dim=d2)
-    if dd is not None:
+    for dd, kk in sorted(inplace):
         n = z.shape[dd]
         z = torch.fft.fft(z, dim=dd)
         z.narrow(dd, kk + 1, n - (2 * kk + 1)).zero_()

@@ -501,11 +501,30 @@ def test_ghosting_fractional_inference_path_zero_lines_axes_and_signs():
 
 def test_gibbs_inference_path_matches_autograd_path():
     # no grad: the zero-filled spectrum is written in place; with grad: zeros + cat
+    # (an outer axis that keeps most of its bins is truncated in place too: 0.8, [0.9, 0.4, 0.7])
     x = phantom((20, 24, 18), seed=4)["image"][None].double()
-    for f in (0.3, 0.55, torch.tensor([[0.4, 0.9, 0.7]], dtype=torch.float64)):
+    for f in (
+        0.3,
+        0.55,
+        0.8,
+        torch.tensor([[0.4, 0.9, 0.7]], dtype=torch.float64),
+        torch.tensor([[0.9, 0.4, 0.7]], dtype=torch.float64),
+    ):
         fast = F.gibbs(x, f)
         slow = F.gibbs(x.clone().requires_grad_(True), f).detach()
         assert (fast - slow).abs().max() < 1e-12
+
+
+def test_gibbs_3d_equals_kspace_box():
+    x = phantom((20, 24, 18), seed=5)["image"][None].double()
+    for f in (0.35, 0.8):
+        y = F.gibbs(x, f)
+        box = torch.ones((), dtype=torch.float64)
+        for n in x.shape[2:]:
+            k = math.floor(f * n / 2 + 1e-9)
+            box = box[..., None] * (freq_index(n, dtype=torch.float64).abs() <= k)
+        ref = torch.fft.ifftn(torch.fft.fftn(x, dim=(2, 3, 4)) * box, dim=(2, 3, 4)).abs()
+        assert torch.allclose(y, ref, atol=1e-12)
 
 
 def test_spike_inference_path_matches_autograd_path():
