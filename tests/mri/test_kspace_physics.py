@@ -165,12 +165,15 @@ def test_motion_2d_inference_path_matches_autograd_path():
     assert (fast - slow).abs().max() < 1e-5
 
 
-def test_motion_large_batch_in_groups_equals_per_sample():
+def test_motion_large_batch_in_groups_equals_per_sample(monkeypatch):
     # a batch is processed in cache-sized groups of samples; each sample must come out as if it
     # were alone, with its own events, moved-energy fraction and pose (also complex output)
     x = torch.cat([phantom((192, 192), seed=s)["image"][None] for s in range(11)])
-    per = F._MOTION_CHUNK // x[0].numel()
-    assert 1 < per < x.shape[0]
+    per = 4  # groups of 4, 4 and 3 samples, whatever the default chunk size is
+    monkeypatch.setattr(F, "_MOTION_CHUNK", per * x[0].numel())
+    sizes = []
+    motion = F.motion
+    monkeypatch.setattr(F, "motion", lambda xx, *a, **k: sizes.append(xx.shape[0]) or motion(xx, *a, **k))
     g = torch.Generator().manual_seed(3)
     rot = (torch.rand(11, 2, 1, generator=g) - 0.5) * 20
     tr = (torch.rand(11, 2, 2, generator=g) - 0.5) * 10
@@ -178,7 +181,9 @@ def test_motion_large_batch_in_groups_equals_per_sample():
     times[:, 0] = 0
     me = 0.1 + 0.3 * torch.rand(11, generator=g)
     for cplx in (False, True):
+        sizes.clear()
         y = F.motion(x, rot, tr, times, moved_energy=me, complex_output=cplx)
+        assert sizes == [11, 4, 4, 3]  # the batch really went through in groups
         for i in (0, per - 1, per, 10):
             yi = F.motion(x[i : i + 1], rot[i : i + 1], tr[i : i + 1], times[i : i + 1],
                           moved_energy=me[i : i + 1], complex_output=cplx)
