@@ -353,7 +353,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.steady_heap and any(os.environ.get(k) != v for k, v in _STEADY_ENV.items()):
         # glibc reads these when the process starts: re-execute with them set
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_STEADY_ENV})
+        args_in = sys.argv[1:] if argv is None else list(argv)
+        os.execve(sys.executable, [sys.executable, __file__, *args_in], {**os.environ, **_STEADY_ENV})
     if args.overhead_only:
         args.only = "overhead"
     torch.set_num_threads(args.threads)
