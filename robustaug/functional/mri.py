@@ -278,7 +278,8 @@ def _ghosting_nograd(
         if xi.numel() <= _CHUNK and _numpy_ok(xi):
             _ghost_int_np(xi.numpy(), oi.numpy(), pe, round(float(shift[i])) % n, c, s, smooth)
             continue
-        dl = float(_ghost_delta(xi[None], smooth)[0])
+        lo, hi = torch.aminmax(xi)  # (one pass over the sample instead of two)
+        dl = float(_delta_from_range(lo, hi, smooth)) if smooth > 0 else 0.0
         cdim = other[0] if other and xi.numel() > _CHUNK else None
         if cdim is None:
             slabs = [(0, 0)]
@@ -290,8 +291,11 @@ def _ghosting_nograd(
             xc = xi if cdim is None else xi.narrow(cdim, j0, ln)
             oc = oi if cdim is None else oi.narrow(cdim, j0, ln)
             if k == 0:  # n divides into whole FOVs: both ghosts land on the object
-                re, im = torch.mul(xc, 1 + 2 * c), torch.zeros_like(xc)
+                sq, im = torch.mul(xc, 1 + 2 * c), torch.empty_like(xc)  # (im: scratch)
+                sq.mul_(sq)
             else:
+                # re = x + c (S_-k x + S_+k x); im / s = S_-k x - S_+k x (s is applied as the value
+                # of the fused product below: one pass fewer)
                 re, im = torch.empty_like(xc), torch.empty_like(xc)
                 for j1, j2 in itertools.pairwise(sorted({0, k, n - k, n})):
                     if j2 <= j1:
@@ -301,10 +305,10 @@ def _ghosting_nograd(
                     b_ = xc.narrow(pe, (j1 - k) % n, ln2)  # S_{+k}: x[j - k]
                     r_ = re.narrow(pe, j1, ln2)
                     torch.add(xc.narrow(pe, j1, ln2), a_, alpha=c, out=r_).add_(b_, alpha=c)
-                    torch.sub(a_, b_, out=im.narrow(pe, j1, ln2)).mul_(s)
-            sq = re.mul_(re).addcmul_(im, im)
+                    torch.sub(a_, b_, out=im.narrow(pe, j1, ln2))
+                sq = re.mul_(re).addcmul_(im, im, value=s * s)
             if dl > 0:
-                _soft_mag_scaled(sq.mul_(1.0 / (dl * dl)), oc, im, dl)
+                _soft_mag_scaled(sq, oc, im, dl, thr=dl * dl)  # (no scaling pass)
             else:
                 torch.sqrt(sq, out=oc)
     return out
@@ -458,16 +462,19 @@ def _copy_into(dst: Tensor, src: Tensor) -> None:
         dst.copy_(src)
 
 
-def _soft_mag_scaled(u: Tensor, out: Tensor, tmp: Tensor, dl: float) -> None:
-    """``out = soft_magnitude(dl^2 u, dl)`` for ``u = |z|^2 / dl^2`` in six cache-resident passes.
+def _soft_mag_scaled(u: Tensor, out: Tensor, tmp: Tensor, dl: float, thr: float = 1.0) -> None:
+    """``out = soft_magnitude(|z|^2, dl)`` from ``u = |z|^2 thr / dl^2`` in six cache-resident passes
+    (``thr`` is the value of ``u`` at ``|z| = dl``: 1 when ``u`` is already scaled, ``dl^2`` when
+    ``u`` is ``|z|^2`` itself).
 
-    ``soft_magnitude`` is ``dl g(u)`` with ``g(u) = sqrt(u)`` for ``u >= 1`` and
-    ``u (3 - u) / 2`` below, i.e. ``g(u) = 1.5 v (1 - v / 3) sqrt(max(u, 1))`` with ``v = min(u, 1)``
-    (no square root of zeros, no masks). ``u`` is overwritten.
+    ``soft_magnitude`` is ``dl g(v)``, ``v = |z|^2 / dl^2``, with ``g(v) = sqrt(v)`` for ``v >= 1``
+    and ``v (3 - v) / 2`` below, i.e. ``g(v) = 1.5 m (1 - m / 3) sqrt(max(v, 1))`` with
+    ``m = min(v, 1)`` (no square root of zeros, no masks); with ``w = min(u, thr) = thr m`` that is
+    ``w (1 - w / (3 thr)) sqrt(max(u, thr)) * 1.5 dl / thr^1.5``. ``u`` is overwritten.
     """
-    v = torch.clamp_max(u, 1.0, out=tmp)
-    poly = torch.addcmul(v, v, v, value=-1.0 / 3.0, out=out)  # v (1 - v/3)
-    r = u.clamp_min_(1.0).sqrt_().mul_(1.5 * dl)
+    w = torch.clamp_max(u, thr, out=tmp)
+    poly = torch.addcmul(w, w, w, value=-1.0 / (3.0 * thr), out=out)  # thr m (1 - m/3)
+    r = u.clamp_min_(thr).sqrt_().mul_(1.5 * dl / (thr * math.sqrt(thr)))
     poly.mul_(r)
 
 

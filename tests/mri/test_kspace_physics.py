@@ -472,6 +472,23 @@ def test_ghosting_inference_path_matches_autograd_path_all_shift_kinds():
     assert torch.allclose(y[big], x[big], rtol=1e-6, atol=1e-6)
 
 
+def test_ghosting_slab_path_soft_magnitude_region_matches_autograd_path():
+    # a third of the voxels replaced by values in [0, 2e-3]: a large share of the output lies in
+    # the soft-magnitude region 0 < |z| < delta (delta = 1e-3 here), which the slab path evaluates
+    # from the unscaled |z|^2 (whole-pixel shifts) or the 1/delta-scaled one (fractional shifts)
+    g = torch.Generator().manual_seed(0)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+        x = phantom((40, 64, 56), seed=3)["image"][None].to(dtype)
+        mask = torch.rand(x.shape, generator=g) < 0.3
+        x[mask] = (torch.rand(int(mask.sum()), generator=g) * 2e-3).to(dtype)
+        assert x.numel() > F._CHUNK
+        for n in (1.0, 4.0, 8.0, 5.0):
+            fast = F.ghosting(x, 0.6, n, 2.1)
+            slow = F.ghosting(x.clone().requires_grad_(True), 0.6, n, 2.1).detach()
+            assert ((slow > 0) & (slow < 1e-3)).float().mean() > 0.1
+            assert (fast - slow).abs().max() < tol
+
+
 def test_ghosting_fractional_inference_path_zero_lines_axes_and_signs():
     # The fractional no-grad path crops to the box of non-zero phase-encode lines and transposes
     # slabs so PE is last. It must equal the autograd path for every PE axis (PE last = no
