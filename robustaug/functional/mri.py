@@ -280,6 +280,10 @@ def _ghosting_nograd(
             continue
         lo, hi = torch.aminmax(xi)  # (one pass over the sample instead of two)
         dl = float(_delta_from_range(lo, hi, smooth)) if smooth > 0 else 0.0
+        unit = 1.0  # |z|^2 and delta^2 must be normal floats: else work at the scale 2^-e of the peak
+        if dl > 0 and not _sq_in_range(dl / smooth, xi.dtype):
+            unit = dl / smooth  # (a power of two: exact scalings)
+            xi, dl = xi * (1.0 / unit), smooth
         cdim = other[0] if other and xi.numel() > _CHUNK else None
         if cdim is None:
             slabs = [(0, 0)]
@@ -311,7 +315,16 @@ def _ghosting_nograd(
                 _soft_mag_scaled(sq, oc, im, dl, thr=dl * dl)  # (no scaling pass)
             else:
                 torch.sqrt(sq, out=oc)
+        if unit != 1.0:
+            oi.mul_(unit)
     return out
+
+
+def _sq_in_range(peak: float, dtype: torch.dtype) -> bool:
+    """Whether squares of values up to ``peak`` and of ``1e-3`` of it are normal numbers of
+    ``dtype`` with a wide margin."""
+    fi = torch.finfo(dtype)
+    return fi.tiny * 1e12 < (peak * 1e-3) ** 2 and peak * peak < fi.max * 1e-12
 
 
 def _ghost_int_np(
