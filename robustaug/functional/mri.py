@@ -281,7 +281,7 @@ def _ghosting_nograd(
         lo, hi = torch.aminmax(xi)  # (one pass over the sample instead of two)
         dl = float(_delta_from_range(lo, hi, smooth)) if smooth > 0 else 0.0
         unit = 1.0  # |z|^2 and delta^2 must be normal floats: else work at the scale 2^-e of the peak
-        if dl > 0 and not _sq_in_range(dl / smooth, xi.dtype):
+        if dl > 0 and not _sq_in_range(dl / smooth, dl, xi.dtype):
             unit = dl / smooth  # (a power of two: exact scalings)
             xi, dl = xi * (1.0 / unit), smooth
         cdim = other[0] if other and xi.numel() > _CHUNK else None
@@ -320,11 +320,11 @@ def _ghosting_nograd(
     return out
 
 
-def _sq_in_range(peak: float, dtype: torch.dtype) -> bool:
-    """Whether squares of values up to ``peak`` and of ``1e-3`` of it are normal numbers of
+def _sq_in_range(peak: float, dl: float, dtype: torch.dtype) -> bool:
+    """Whether the squares of ``peak`` and of the smoothing radius ``dl`` are normal numbers of
     ``dtype`` with a wide margin."""
     fi = torch.finfo(dtype)
-    return fi.tiny * 1e12 < (peak * 1e-3) ** 2 and peak * peak < fi.max * 1e-12
+    return fi.tiny * 1e12 < dl * dl and peak * peak < fi.max * 1e-12
 
 
 def _ghost_int_np(
