@@ -129,16 +129,9 @@ def soft_magnitude(sq: Tensor, delta: Tensor | float) -> Tensor:
     return out
 
 
-def _ghost_delta(x: Tensor, rel: float) -> Tensor:
-    """Per-sample smoothing radius ``rel * 2^round(log2(max |x|))`` (piecewise constant in x)."""
-    if rel <= 0:
-        return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    xd = x.detach().flatten(1)  # no |x| copy
-    return _delta_from_range(xd.amin(dim=1), xd.amax(dim=1), rel).to(x.dtype)
-
-
 def _delta_from_range(lo: Tensor, hi: Tensor, rel: float) -> Tensor:
-    """:func:`_ghost_delta` from the minimum and maximum of each sample (float64)."""
+    """Per-sample smoothing radius ``rel * 2^round(log2(max |x|))`` (piecewise constant in x) from
+    the minimum and maximum of each sample (float64)."""
     peak = torch.maximum(hi, -lo).to(torch.float64)
     scale = torch.where(peak > 0, torch.exp2(torch.log2(peak.clamp_min(1e-300)).round()), 0.0)
     return rel * scale if rel > 0 else torch.zeros_like(scale)
@@ -209,10 +202,16 @@ def ghosting(
     ss = 0.5 * a * torch.sin(phi)
     if not grad:
         return _ghosting_nograd(x, d, shift, is_int, per, cc, ss, smooth)
-    delta = _ghost_delta(x, smooth)
+    xd = x.detach().flatten(1)  # no |x| copy
+    lo, hi = xd.amin(dim=1), xd.amax(dim=1)
+    delta = _delta_from_range(lo, hi, smooth).to(x.dtype)
+    peaks = torch.maximum(hi, -lo).tolist()
     outs = []
     for i in range(x.shape[0]):
-        xi = x[i]
+        xi, dli = x[i], delta[i]
+        unit = _range_unit(peaks[i], smooth, x.dtype)
+        if unit != 1.0:  # |z|^2 or delta^2 outside the normal range: ghost x / unit
+            xi, dli = xi * (1.0 / unit), dli / unit
         if is_int[i] and not per.requires_grad:
             k = round(float(shift[i]))
             plus, minus = torch.roll(xi, -k, d - 1), torch.roll(xi, k, d - 1)
@@ -221,7 +220,8 @@ def ghosting(
             psum, pdiff = _frac_pair(xi, d - 1, per[i])
         re = xi + cc[i] * psum
         sq = re * re + (ss[i] * pdiff) ** 2
-        outs.append(soft_magnitude(sq, delta[i]))
+        mag = soft_magnitude(sq, dli)
+        outs.append(mag if unit == 1.0 else mag * unit)
     if not outs:
         return x.clone()
     return torch.stack(outs)
@@ -280,10 +280,9 @@ def _ghosting_nograd(
             continue
         lo, hi = torch.aminmax(xi)  # (one pass over the sample instead of two)
         dl = float(_delta_from_range(lo, hi, smooth)) if smooth > 0 else 0.0
-        unit = 1.0  # |z|^2 and delta^2 must be normal floats: else work at the scale 2^-e of the peak
-        if dl > 0 and not _sq_in_range(dl / smooth, dl, xi.dtype):
-            unit = dl / smooth  # (a power of two: exact scalings)
-            xi, dl = xi * (1.0 / unit), smooth
+        unit = _range_unit(max(float(hi), -float(lo)), smooth, xi.dtype)
+        if unit != 1.0:  # |z|^2 or delta^2 outside the normal range: ghost x / unit
+            xi, dl = xi * (1.0 / unit), dl / unit
         cdim = other[0] if other and xi.numel() > _CHUNK else None
         if cdim is None:
             slabs = [(0, 0)]
@@ -320,11 +319,19 @@ def _ghosting_nograd(
     return out
 
 
-def _sq_in_range(peak: float, dl: float, dtype: torch.dtype) -> bool:
-    """Whether the squares of ``peak`` and of the smoothing radius ``dl`` are normal numbers of
-    ``dtype`` with a wide margin."""
-    fi = torch.finfo(dtype)
-    return fi.tiny * 1e12 < dl * dl and peak * peak < fi.max * 1e-12
+def _range_unit(peak: float, smooth: float, dtype: torch.dtype | np.dtype) -> float:
+    """1, or the power of two nearest to ``peak`` when the squares of ``peak`` or of the smoothing
+    radius (``smooth * peak``; ``1e-3 * peak`` without smoothing) leave the normal range of
+    ``dtype`` (with a wide margin): the paths that form ``|z|^2`` unscaled then ghost the sample
+    divided by it and multiply the result back (power-of-two scalings are exact, and ghosting with
+    its relative ``delta`` commutes with them)."""
+    if not (peak > 0 and math.isfinite(peak)):
+        return 1.0
+    fi = torch.finfo(dtype) if isinstance(dtype, torch.dtype) else np.finfo(dtype)
+    low = peak * (smooth if smooth > 0 else 1e-3)
+    if float(fi.tiny) * 1e12 < low * low and peak * peak < float(fi.max) * 1e-12:
+        return 1.0
+    return 2.0 ** round(math.log2(peak))
 
 
 def _ghost_int_np(
@@ -341,6 +348,9 @@ def _ghost_int_np(
     lo, hi = float(x.min()), float(x.max())
     peak = max(hi, -lo)
     dl = smooth * 2.0 ** round(math.log2(peak)) if smooth > 0 and peak > 0 else 0.0
+    unit = _range_unit(peak, smooth, x.dtype)
+    if unit != 1.0:  # |z|^2 or delta^2 outside the normal range: ghost x / unit
+        x, dl = x * (1.0 / unit), dl / unit
     sq = out
     if k == 0:  # both ghosts land on the object
         np.multiply(x, 1 + 2 * c, out=sq)
@@ -366,6 +376,8 @@ def _ghost_int_np(
         st, ti = torch.from_numpy(sq), torch.from_numpy(im)  # torch's fused addcmul: 2 passes
         st.mul_(st).addcmul_(ti, ti, value=s * s)
     _soft_magnitude_np_(sq, dl, 1.0)
+    if unit != 1.0:
+        sq *= unit
 
 
 def _soft_magnitude_np_(sq: np.ndarray, dl: float, unit: float) -> None:

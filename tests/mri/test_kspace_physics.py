@@ -489,18 +489,23 @@ def test_ghosting_slab_path_soft_magnitude_region_matches_autograd_path():
             assert (fast - slow).abs().max() < tol
 
 
-def test_ghosting_slab_path_any_intensity_scale():
-    # float32 volumes whose |z|^2 or delta^2 leave float32's normal range (peaks 1e-25 ... 1e25):
-    # the whole-pixel slab path works at the power-of-two scale of the peak; the float64
-    # computation of the same input (whose range holds these squares) is the reference
-    x = phantom((40, 64, 56), seed=3)["image"][None]
-    for n in (4.0, 1.0, 5.0):
-        for scale in (1e-25, 1e-17, 1.0, 1e15, 1e25):
-            xs = x * scale
-            ref = F.ghosting(xs.double(), 0.6, n, 2.1) / scale
-            got = F.ghosting(xs, 0.6, n, 2.1).double() / scale
-            assert torch.isfinite(got).all()
-            assert (got - ref).abs().max() < 1e-6
+def test_ghosting_any_intensity_scale():
+    # float32 images whose |z|^2 or delta^2 leave float32's normal range (peaks 1e-25 ... 1e25):
+    # every path (2D NumPy, 3D slab, autograd) works at the power-of-two scale of the peak; the
+    # float64 computation of the same input (whose range holds these squares) is the reference
+    for x in (phantom((40, 64, 56), seed=3)["image"][None], phantom((64, 64), seed=1)["image"][None]):
+        for n in (4.0, 1.0, 5.0):
+            for scale in (1e-25, 1e-17, 1.0, 1e15, 1e25):
+                xs = x * scale
+                ref = F.ghosting(xs.double(), 0.6, n, 2.1) / scale
+                got = F.ghosting(xs, 0.6, n, 2.1).double() / scale
+                assert torch.isfinite(got).all()
+                assert (got - ref).abs().max() < 1e-6
+                xg = xs.clone().requires_grad_(True)
+                out = F.ghosting(xg, 0.6, n, 2.1)
+                out.sum().backward()
+                assert (out.detach().double() / scale - ref).abs().max() < 1e-6
+                assert torch.isfinite(xg.grad).all()
 
 
 def test_ghosting_fractional_inference_path_zero_lines_axes_and_signs():
