@@ -310,8 +310,6 @@ class _IndexLossFn(torch.autograd.Function):
             if ctx.reduction != "none":
                 g = (g / ctx.denom if ctx.reduction == "mean" else g).expand(ctx.elem_shape)
             w = g.to(p.dtype) if ew is None else g.to(p.dtype) * ew
-            if ctx.eager and ctx.folded:  # p holds the gradient of the reduced loss
-                return _scaled_by(p, g), None, None, None, None, None
             if ctx.eager:  # p holds the unit gradient
                 return p * w.unsqueeze(1), None, None, None, None, None
             neg_a = (w * ctx.neg_total).unsqueeze(1)
