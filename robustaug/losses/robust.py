@@ -132,7 +132,8 @@ def _focal_dense(
     With ``u = 1 - p``, ``FL_k = -u_k^gamma log p_k`` and ``FL' = dFL/dlog p = -u^gamma (1 - gamma
     t)``, ``t = p log p / u`` (see :class:`FocalLoss`), returns the label's ``-FL_y`` ``(N, *)``,
     ``-sum_k FL_k`` ``(N, *)`` and ``-FL'`` ``(N, C, *)``. With ``min_prob`` (NNFL), ``p`` and
-    ``log p`` are clamped at the floor and ``FL'`` is zero where ``log p`` is below it.
+    ``log p`` are clamped at the floor and ``FL'`` is zero where ``log p`` is below it (the largest
+    class, above the floor, keeps its true ``1 - p``: the others' unclamped sum).
 
     Only a class with ``p > 1/2`` (at most one per element, the largest) needs care: its ``u`` is
     the sum of the other probabilities (exact near saturation, where ``1 - p`` cancels) and its
@@ -156,6 +157,7 @@ def _focal_dense(
     and ``v log p * p / v = p log p``, so ``-FL' = v - (p log p) / (2 v)`` by one ``addcdiv``).
     """
     buf = y.scratch(p)
+    p_true = p  # (the largest class's 1 - p is the sum of the others' true probabilities)
     if min_prob is not None:
         p = p.clamp_min(min_prob)
     if gamma == 0:
@@ -174,7 +176,7 @@ def _focal_dense(
         _others_sum(p, u)
     elif sat:  # u of the largest class from the others: sum_k p_k [p_k <= 1/2]
         keep = _keep_mask(p, out=buf)
-        rest = _rest_of_big(p, keep, out=u)
+        rest = _rest_of_big(p_true, keep, out=u)
         torch.sub(_one(p), p, out=u)
         torch.lerp(rest.expand_as(u), u, keep, out=u)
     else:
@@ -787,7 +789,10 @@ class NNFL(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         A = -math.log(self.min_prob)
-        fl = _focal_class_losses(torch.clamp(logp, min=-A), self.gamma)
+        # FL(max(log p, -A)): the floor's constant (1 - min_prob)^gamma A below it; above it FL of the
+        # true p (a clamped vector would change the largest class's 1 - p, the sum of the others)
+        floor = A * (1.0 - self.min_prob) ** self.gamma
+        fl = torch.where(logp >= -A, _focal_class_losses(logp, self.gamma), floor)
         s = A - fl
         return self.scale * (1 - s / s.sum(1, keepdim=True))
 

@@ -386,3 +386,36 @@ def test_nr_dice_formula_and_background():
 def test_bad_parameters(cls, kw, match):
     with pytest.raises(ValueError, match=match):
         cls(**kw)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nnfl_largest_class_keeps_its_true_one_minus_p(gamma, dtype):
+    """Regression: NNFL's ``1 - p`` of the largest class was the sum of the other classes'
+    probabilities after flooring them at ``min_prob``, off by up to ``C min_prob``. Checked against
+    ``f_k = A - FL(max(log p_k, -A))``, ``FL(c) = -(1 - e^c)^gamma c``, evaluated per class in float64
+    with ``expm1`` (no sum over classes), and autograd of it."""
+    mp = 1e-2
+    A = -torch.log(torch.tensor(mp, dtype=torch.float64))
+    z = torch.tensor([[6.0, -3.0, -4.0, 1.0, -6.0], [0.5, 0.2, -8.0, 4.0, -9.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1])
+
+    def reference(z):
+        c = torch.clamp(torch.log_softmax(z, 1), min=-A)
+        fl = -((-torch.expm1(c)) ** gamma) * c
+        f = A - fl
+        return (1 - f.gather(1, y[:, None]).squeeze(1) / f.sum(1)).sum()
+
+    zr = z.clone().requires_grad_(True)
+    ref = reference(zr)
+    ref.backward()
+    assert float(torch.softmax(z, 1).amax()) > 0.97  # a saturated largest class, dead classes
+    loss = NNFL(gamma=gamma, min_prob=mp, reduction="sum")
+    zz = z.to(dtype).requires_grad_(True)
+    v = loss(zz, y)
+    v.backward()
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(v.double(), ref.detach(), rtol=tol, atol=tol)
+    torch.testing.assert_close(zz.grad.double(), zr.grad, rtol=tol * 10, atol=tol)
+    cl = loss.class_losses(torch.log_softmax(z, 1)).gather(1, y[:, None]).sum()
+    torch.testing.assert_close(cl, ref.detach(), rtol=1e-12, atol=1e-12)
