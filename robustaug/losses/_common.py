@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _fused
+
 __all__ = [
     "RobustLoss",
     "as_probabilities",
@@ -332,6 +334,37 @@ class _IndexLossFn(torch.autograd.Function):
                 if not isinstance(idx, ArgmaxIndex):
                     idx.add_to(gz, w * coef)
         return gz, None, None, None, None, None
+
+
+class _FusedFocalFn(torch.autograd.Function):
+    """The focal family (focal loss, NFL, NNFL, their sums with MAE/RCE) for integer targets and
+    float32 CPU logits through the fused kernel of :mod:`robustaug.losses._fused`: the softmax, the
+    per-element loss and the gradient per unit of incoming gradient in one call (the reduction's
+    weights folded in, as in :class:`_IndexLossFn`), so the backward is at most one pass."""
+
+    @staticmethod
+    def forward(ctx, z, y, ew, terms, reduction):  # type: ignore[override]
+        fac: float = 1.0
+        denom: float | int = 0
+        if reduction == "mean":
+            denom = y.numel() if ew is None else float(ew.sum())
+            fac = 1.0 / denom if denom else math.nan  # (no element: a 0/0 mean, as torch's)
+        ell, g = _fused.focal_family(z, y, ew, terms, fac, grad=ctx.needs_input_grad[0])
+        ctx.reduction = reduction
+        ctx.save_for_backward(g)
+        if reduction == "none":
+            return ell
+        red = ell.sum()
+        return red / denom if reduction == "mean" else red
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (gz,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            gz = gz * g.to(gz.dtype).unsqueeze(1)
+        else:
+            gz = _scaled_by(gz, g)
+        return gz, None, None, None, None
 
 
 def _scaled_by(gu: Tensor, g: Tensor) -> Tensor:
@@ -708,6 +741,11 @@ class RobustLoss(nn.Module):
         ell, d = out
         return ell, [], [(y, d)]
 
+    def _focal_terms(self) -> _fused.FocalTerms | None:
+        """The loss as coefficients of the fused focal-family kernel (:mod:`._fused`); None when it
+        is not of that family."""
+        return None
+
     def _has_analytic(self) -> bool:
         cls = type(self)
         return cls._index_terms is not RobustLoss._index_terms or (
@@ -808,6 +846,9 @@ class RobustLoss(nn.Module):
         with no_autocast(z.device.type):
             if not soft and self._has_analytic():
                 ew = self._weights(target, soft, valid, z.dtype)
+                terms = self._focal_terms()
+                if terms is not None and terms.gamma is not None and _fused.usable(z):
+                    return _FusedFocalFn.apply(z, target, ew, terms, self.reduction)
                 return _IndexLossFn.apply(z, target, ew, valid, self, self.reduction)
             logp = F.log_softmax(z, dim=1)
             ew = self._weights(target, soft, valid, z.dtype)

@@ -25,6 +25,7 @@ from ._common import (
     one_minus_p,
     register_loss,
 )
+from ._fused import FocalTerms
 
 __all__ = [
     "AEL",
@@ -362,6 +363,9 @@ class MAE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * one_minus_p(logp)
 
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(c=self.scale)
+
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         return _one_minus_p_y_terms(p, y, self.scale)
 
@@ -388,6 +392,9 @@ class RCE(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return -self.A * one_minus_p(logp)
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(c=-self.A)
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         return _one_minus_p_y_terms(p, y, -self.A)
@@ -448,6 +455,9 @@ class NCE(RobustLoss):
         nl_y = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
         return self.scale * nl_y / (-logp).sum(1)
 
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(0.0, a_n=self.scale)  # (NFL with gamma = 0)
+
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
         # L = f_y / S with f = -log p, S = sum_k f_k: dL/dlog p_k = (L - [k = y]) / S
@@ -486,6 +496,9 @@ class FocalLoss(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return _focal_class_losses(logp, self.gamma)
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(self.gamma, a_f=1.0)
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         s = gather_column(z, y) - lse.squeeze(1)
@@ -526,6 +539,9 @@ class NFL(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         fl = _focal_class_losses(logp, self.gamma)
         return self.scale * fl / fl.sum(1, keepdim=True)
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(self.gamma, a_n=self.scale)
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
@@ -735,6 +751,9 @@ class NNCE(RobustLoss):
         s = A + torch.clamp(logp, min=-A)
         return self.scale * (1 - s.gather(1, target.unsqueeze(1)).squeeze(1) / s.sum(1))
 
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(0.0, a_nn=self.scale, min_prob=self.min_prob)  # (NNFL with gamma = 0)
+
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
         # L = 1 - f_y / S, f_k = A + max(log p_k, -A), f'_k = [log p_k >= -A]
@@ -795,6 +814,9 @@ class NNFL(RobustLoss):
         fl = torch.where(logp >= -A, _focal_class_losses(logp, self.gamma), floor)
         s = A - fl
         return self.scale * (1 - s / s.sum(1, keepdim=True))
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(self.gamma, a_nn=self.scale, min_prob=self.min_prob)
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
@@ -945,6 +967,12 @@ class ActivePassive(RobustLoss):
 
     def _has_analytic(self) -> bool:
         return self.active._has_analytic() and self.passive._has_analytic()
+
+    def _focal_terms(self) -> FocalTerms | None:
+        ta, tp = self.active._focal_terms(), self.passive._focal_terms()
+        if ta is None or tp is None:
+            return None
+        return ta.scaled(self.alpha).combine(tp.scaled(self.beta))
 
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         a, b = self.alpha, self.beta

@@ -1,0 +1,471 @@
+/*
+ * Fused CPU kernel of the focal family of robustaug.losses (float32, integer targets).
+ *
+ * One call computes, for every element (a sample, or a voxel of a segmentation map), the softmax of
+ * its logits, the per-element loss
+ *
+ *   l = a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y),
+ *
+ *   FL_k = -(1 - p_k)^gamma log p_k,  S = sum_k FL_k                      (focal, NFL: Lin et al.
+ *                                                                          2017; Ma et al. 2020)
+ *   f_k = A - FL(max(log p_k, -A)),    S_f = sum_k f_k                    (NNFL: Ye et al. 2023)
+ *   c (1 - p_y)                                                          (MAE, RCE)
+ *
+ * and its gradient with respect to the logits, gz_k = w (G_k - p_k sum_j G_j), where G is the
+ * gradient with respect to log p (the log-softmax Jacobian). With FL' = dFL/dlog p
+ * = -u^gamma (1 - gamma t), u = 1 - p, t = p log p / u:
+ *
+ *   G_k = [k = y] C_y + D_1 nd_k + D_2 nd_k [log p_k >= -A],   nd = -FL',
+ *   C_y = -a_f nd_y - a_n nd_y / S - a_nn nd_y [log p_y >= -A] / S_f - c p_y,
+ *   D_1 = a_n (FL_y / S) / S,  D_2 = a_nn (f_y / S_f) / S_f.
+ *
+ * Numerics as in the eager code: the largest class's u is the sum of the other classes' exp
+ * (exact near saturation, where 1 - p cancels), its log p is -log1p of that sum, and its t, which
+ * lies in [-1, 0], is clamped there. exp and log are evaluated by range reduction and their series
+ * (written to vectorise: no libm call in the loops); an exponent below -87.3 gives 0 (p below the
+ * smallest normal float).
+ *
+ * Layouts: "rows" (the classes of an element contiguous: (N, C), or channels-last grids) and
+ * "grid" ((N, C, V) with the classes V apart: contiguous segmentation maps), vectorised along the
+ * classes and along the voxels respectively. Work is split over threads by elements.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TINY 1.17549435e-38f /* FLT_MIN */
+#define BLK 64               /* voxels per block of the grid layout */
+#ifndef ROWS_MIN_C
+#define ROWS_MIN_C 160 /* fewer classes than this: the rows layout goes through the grid code */
+#endif
+
+typedef struct {
+    float gamma, a_f, a_n, a_nn, c, A, kc, fac;
+} prm_t;
+
+typedef union {
+    float f;
+    int32_t i;
+} fbits;
+
+/* e^x for x <= 88 (0 below -87.3): x = n ln 2 + r, |r| <= ln2 / 2, e^r by its Taylor series to
+ * degree 7 (truncation < 6e-9 relative), 2^n from the exponent bits. */
+static inline float rexp(float x) {
+    float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = xc - n * 0.693145751953125f;
+    r = r - n * 1.42860676533e-6f;
+    float q = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f +
+              r * (8.3333338e-3f + r * (1.3888889e-3f + r * 1.9841270e-4f))))));
+    fbits s;
+    s.i = ((int32_t)n + 127) << 23;
+    return x < -87.3f ? 0.0f : q * s.f;
+}
+
+/* log x for normal x > 0: x = 2^e m, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(f),
+ * f = (m - 1) / (m + 1), |f| <= 0.172, by its series to f^11 (truncation < 1e-10). */
+static inline float rlog(float x) {
+    fbits b;
+    b.f = x;
+    int32_t e = ((b.i >> 23) & 0xff) - 127;
+    b.i = (b.i & 0x007fffff) | 0x3f800000;
+    float m = b.f;
+    int big = m > 1.41421356f;
+    m = big ? 0.5f * m : m;
+    float ef = (float)(e + big);
+    float f = (m - 1.0f) / (m + 1.0f);
+    float s2 = f * f;
+    float lm = 2.0f * f * (1.0f + s2 * (3.3333334e-1f + s2 * (2.0e-1f + s2 * (1.4285715e-1f +
+               s2 * (1.1111111e-1f + s2 * 9.0909094e-2f)))));
+    return ef * 0.693145751953125f + (ef * 1.42860676533e-6f + lm);
+}
+
+/* 1 / sqrt(x) for normal x > 0: a first guess from the exponent bits (relative error < 3.5e-2),
+ * then three Newton steps y <- y (3 - x y^2) / 2 (< 2e-3, < 5e-6, < 4e-11: float rounding). */
+static inline float rrsqrt(float x) {
+    fbits b;
+    b.f = x;
+    b.i = 0x5f375a86 - (b.i >> 1);
+    float y = b.f, h = 0.5f * x;
+    y = y * (1.5f - h * y * y);
+    y = y * (1.5f - h * y * y);
+    y = y * (1.5f - h * y * y);
+    return y;
+}
+
+/* The softmax's per-element quantities from the largest logit m and the others' sum
+ * sr = sum_{k != max} exp(z_k - m): 1 / sum exp, lse, and the largest class's log p and u
+ * (-log1p(sr + tiny) and (sr + tiny) / (1 + sr): exact near saturation, > 0 when every other class
+ * underflows). log1p(sr) = log(w) + (sr - (w - 1)) / w with w = 1 + sr rounded. */
+typedef struct {
+    float inv, lse, lpm, um;
+} soft_t;
+
+static inline soft_t softparts(float m, float sr) {
+    soft_t o;
+    float w = 1.0f + sr;
+    o.inv = 1.0f / w;
+    float l1 = rlog(w) + (sr - (w - 1.0f)) * o.inv;
+    o.lse = m + l1;
+    o.lpm = -(l1 + TINY * o.inv);
+    float um = (sr + TINY) * o.inv;
+    o.um = um < TINY ? TINY : um;
+    return o;
+}
+
+/* The per-class quantities of one element: f = u^gamma log p (= -FL), nd = -FL'; and, with an
+ * NNFL part (nn), fc = f of the clamped loss (A - FL(max(log p, -A))) and ndl = nd [log p >= -A].
+ * nd = u^gamma (1 - gamma t) = u^(gamma - 1) (u - gamma p log p), with t u = p log p in [-u, 0]
+ * (clamped there for the largest class): no division. gm: 0 gamma = 0, 1 gamma = 1/2, 2 gamma = 1,
+ * 3 gamma = 2, 4 any other gamma > 0 (u^(gamma - 1) = exp((gamma - 1) log u)). gm and nn are
+ * compile-time constants of each instantiation. */
+typedef struct {
+    float f, nd, fc, ndl;
+} terms_t;
+
+static inline __attribute__((always_inline)) terms_t elem(float p, float lp, float u, int ism,
+                                                          const prm_t *P, const int gm,
+                                                          const int nn) {
+    terms_t o;
+    float pl = p * lp;
+    float plc = pl < -u ? -u : (pl > 0.0f ? 0.0f : pl);
+    pl = ism ? plc : pl;
+    float ru, ug; /* u^(gamma - 1), u^gamma */
+    switch (gm) {
+    case 0: ru = 0.0f; ug = 1.0f; break;
+    case 1: ru = rrsqrt(u); ug = u * ru; break;
+    case 2: ru = 1.0f; ug = u; break;
+    case 3: ru = u; ug = u * u; break;
+    default: ru = rexp((P->gamma - 1.0f) * rlog(u)); ug = ru * u; break;
+    }
+    o.f = ug * lp;
+    o.nd = gm == 0 ? 1.0f : ru * (u - P->gamma * pl);
+    if (nn) {
+        int live = lp >= -P->A;
+        o.fc = live ? P->A + o.f : P->kc;
+        o.ndl = live ? o.nd : 0.0f;
+    } else {
+        o.fc = o.ndl = 0.0f;
+    }
+    return o;
+}
+
+typedef struct {
+    float l, Cy, D1, D2, SG;
+} coef_t;
+
+/* The loss of one element and the coefficients of its gradient (see the top of the file). */
+static inline __attribute__((always_inline)) coef_t coefs(terms_t ty, float py, float uy, float Sfl,
+                                                          float Snd, float Sf, float Sndl,
+                                                          const prm_t *P, const int nn) {
+    coef_t k;
+    int n = P->a_n != 0.0f; /* (an unused part's terms are not formed) */
+    float rS = n ? -1.0f / Sfl : 0.0f; /* 1 / sum_k FL_k */
+    float FLy = -ty.f;
+    float Ln = n ? FLy * rS : 0.0f;
+    k.l = P->a_f * FLy + P->a_n * Ln + P->c * uy;
+    k.Cy = -P->a_f * ty.nd - P->c * py - P->a_n * ty.nd * rS;
+    k.D1 = P->a_n * Ln * rS;
+    k.D2 = 0.0f;
+    k.SG = k.Cy + k.D1 * Snd;
+    if (nn) {
+        float rSf = 1.0f / Sf, Lnn = ty.fc * rSf;
+        k.l += P->a_nn * (1.0f - Lnn);
+        k.Cy -= P->a_nn * ty.ndl * rSf;
+        k.D2 = P->a_nn * Lnn * rSf;
+        k.SG = k.Cy + k.D1 * Snd + k.D2 * Sndl;
+    }
+    return k;
+}
+
+/* Elements [r0, r1) of the rows layout, one at a time, vectorised along the classes (many
+ * classes): classes contiguous, C per element. */
+static inline __attribute__((always_inline)) void rows_k(const float *z, const int64_t *y,
+                                                         const float *ew, float *ell, float *g,
+                                                         int64_t r0, int64_t r1, int64_t C,
+                                                         const prm_t *P, float *E, const int gm,
+                                                         const int nn) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *zr = z + r * C;
+        float *gr = g ? g + r * C : NULL;
+        float w = ew ? ew[r] : 1.0f;
+        if (w == 0.0f) {
+            ell[r] = 0.0f;
+            if (gr) memset(gr, 0, (size_t)C * sizeof(float));
+            continue;
+        }
+        float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+        for (int64_t k = 0; k < C; k++) m = zr[k] > m ? zr[k] : m;
+        int32_t im = (int32_t)C - 1;
+#pragma omp simd reduction(min : im)
+        for (int32_t k = 0; k < (int32_t)C; k++) im = zr[k] == m && k < im ? k : im;
+        float sr = 0.0f;
+#pragma omp simd reduction(+ : sr)
+        for (int64_t k = 0; k < C; k++) {
+            float e = rexp(zr[k] - m);
+            E[k] = e;
+            sr += k == im ? 0.0f : e;
+        }
+        soft_t sp = softparts(m, sr);
+        float inv = sp.inv, lse = sp.lse, lpm = sp.lpm, um = sp.um;
+        float Sfl = 0.0f, Snd = 0.0f, Sf = 0.0f, Sndl = 0.0f;
+#pragma omp simd reduction(+ : Sfl, Snd, Sf, Sndl)
+        for (int64_t k = 0; k < C; k++) {
+            int ism = k == im;
+            float p = E[k] * inv;
+            terms_t o = elem(p, ism ? lpm : zr[k] - lse, ism ? um : 1.0f - p, ism, P, gm, nn);
+            Sfl += o.f;
+            Snd += o.nd;
+            Sf += o.fc;
+            Sndl += o.ndl;
+            if (gr) gr[k] = o.nd;
+        }
+        int64_t yy = y[r];
+        int ismy = yy == im;
+        float py = E[yy] * inv, uy = ismy ? um : 1.0f - py;
+        terms_t ty = elem(py, ismy ? lpm : zr[yy] - lse, uy, ismy, P, gm, nn);
+        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, P, nn);
+        ell[r] = w * k.l;
+        if (!gr) continue;
+        float wf = w * P->fac, d1 = wf * k.D1, d2 = wf * k.D2, sg = wf * k.SG, na = -P->A;
+#pragma omp simd
+        for (int64_t k2 = 0; k2 < C; k2++) {
+            float d = d1;
+            if (nn) {
+                float lp = k2 == im ? lpm : zr[k2] - lse;
+                d = lp >= na ? d1 + d2 : d1;
+            }
+            gr[k2] = gr[k2] * d - E[k2] * inv * sg;
+        }
+        gr[yy] += wf * k.Cy;
+    }
+}
+
+/* Elements [v0, v0 + nb) (nb <= BLK) of a (C, V) block whose classes lie V apart (a sample of a
+ * segmentation map, or a transposed block of rows), vectorised along the elements; y, ew, ell are
+ * indexed by the element, z and g by k V + element. E: (C, BLK) scratch. */
+static inline __attribute__((always_inline)) void grid_k(const float *z, const int64_t *y,
+                                                         const float *ew, float *ell, float *g,
+                                                         int64_t V, int64_t v0, int64_t nb,
+                                                         int64_t C, const prm_t *P, float *E,
+                                                         const int gm, const int nn) {
+    float m[BLK], inv[BLK], lse[BLK], lpm[BLK], um[BLK], w[BLK];
+    float Sfl[BLK], Snd[BLK], Sf[BLK], Sndl[BLK];
+    float cy[BLK], d1[BLK], d2[BLK], sg[BLK];
+    int32_t im[BLK], yb[BLK];
+    const float *zb = z + v0;
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        m[b] = -INFINITY;
+        im[b] = 0;
+        yb[b] = (int32_t)y[v0 + b];
+        w[b] = ew ? ew[v0 + b] : 1.0f;
+        Sfl[b] = Snd[b] = Sf[b] = Sndl[b] = 0.0f;
+        lse[b] = 0.0f;
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float v = zb[k * V + b];
+            m[b] = v > m[b] ? v : m[b];
+        }
+    }
+    for (int64_t k = C - 1; k >= 0; k--) { /* the first class at the maximum */
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) im[b] = zb[k * V + b] == m[b] ? (int32_t)k : im[b];
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float e = rexp(zb[k * V + b] - m[b]);
+            E[k * BLK + b] = e;
+            lse[b] += k == im[b] ? 0.0f : e; /* (the others' sum, for now) */
+        }
+    }
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        soft_t sp = softparts(m[b], lse[b]);
+        inv[b] = sp.inv;
+        lse[b] = sp.lse;
+        lpm[b] = sp.lpm;
+        um[b] = sp.um;
+    }
+    for (int64_t k = 0; k < C; k++) {
+        float *gk = g ? g + k * V + v0 : NULL;
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            int ism = k == im[b];
+            float p = E[k * BLK + b] * inv[b];
+            float u = ism ? um[b] : 1.0f - p;
+            terms_t o = elem(p, ism ? lpm[b] : zb[k * V + b] - lse[b], u, ism, P, gm, nn);
+            E[k * BLK + b] = p;
+            Sfl[b] += o.f;
+            Snd[b] += o.nd;
+            if (nn) {
+                Sf[b] += o.fc;
+                Sndl[b] += o.ndl;
+            }
+            if (gk) gk[b] = o.nd;
+        }
+    }
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t ky = yb[b];
+        int ism = ky == im[b];
+        float py = E[ky * BLK + b];
+        float uy = ism ? um[b] : 1.0f - py;
+        terms_t ty = elem(py, ism ? lpm[b] : zb[ky * V + b] - lse[b], uy, ism, P, gm, nn);
+        coef_t k = coefs(ty, py, uy, Sfl[b], Snd[b], Sf[b], Sndl[b], P, nn);
+        int live = w[b] != 0.0f;
+        float wf = w[b] * P->fac;
+        ell[v0 + b] = live ? w[b] * k.l : 0.0f;
+        cy[b] = live ? wf * k.Cy : 0.0f;
+        d1[b] = live ? wf * k.D1 : 0.0f;
+        d2[b] = live ? wf * k.D2 : 0.0f;
+        sg[b] = live ? wf * k.SG : 0.0f;
+    }
+    if (!g) return;
+    float na = -P->A;
+    for (int64_t k = 0; k < C; k++) {
+        float *gk = g + k * V + v0;
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float d = d1[b];
+            if (nn) {
+                float lp = k == im[b] ? lpm[b] : zb[k * V + b] - lse[b];
+                d = lp >= na ? d1[b] + d2[b] : d1[b];
+            }
+            float v = gk[b] * d - E[k * BLK + b] * sg[b] + (k == yb[b] ? cy[b] : 0.0f);
+            gk[b] = w[b] != 0.0f ? v : 0.0f;
+        }
+    }
+}
+
+typedef struct {
+    const float *z;
+    const int64_t *y;
+    const float *ew;
+    float *ell, *g;
+    int64_t N, C, V, i0, i1; /* work items [i0, i1): rows, or (sample, block) pairs */
+    prm_t P;
+    int gm, nn, status;
+} job_t;
+
+/* One compiled instance of each kernel per (gm, nn), in tables indexed by gm * 2 + nn. */
+typedef void (*rows_fn)(const float *, const int64_t *, const float *, float *, float *, int64_t,
+                        int64_t, int64_t, const prm_t *, float *);
+typedef void (*grid_fn)(const float *, const int64_t *, const float *, float *, float *, int64_t,
+                        int64_t, int64_t, int64_t, const prm_t *, float *);
+#define INSTANCES(G, NN)                                                                          \
+    static void rows_##G##_##NN(const float *z, const int64_t *y, const float *ew, float *ell,     \
+                                float *g, int64_t r0, int64_t r1, int64_t C, const prm_t *P,       \
+                                float *E) {                                                        \
+        rows_k(z, y, ew, ell, g, r0, r1, C, P, E, G, NN);                                          \
+    }                                                                                              \
+    static void grid_##G##_##NN(const float *z, const int64_t *y, const float *ew, float *ell,     \
+                                float *g, int64_t V, int64_t v0, int64_t nb, int64_t C,            \
+                                const prm_t *P, float *E) {                                        \
+        grid_k(z, y, ew, ell, g, V, v0, nb, C, P, E, G, NN);                                       \
+    }
+INSTANCES(0, 0) INSTANCES(0, 1) INSTANCES(1, 0) INSTANCES(1, 1) INSTANCES(2, 0)
+INSTANCES(2, 1) INSTANCES(3, 0) INSTANCES(3, 1) INSTANCES(4, 0) INSTANCES(4, 1)
+#undef INSTANCES
+static const rows_fn ROWS_FN[10] = {rows_0_0, rows_0_1, rows_1_0, rows_1_1, rows_2_0,
+                                    rows_2_1, rows_3_0, rows_3_1, rows_4_0, rows_4_1};
+static const grid_fn GRID_FN[10] = {grid_0_0, grid_0_1, grid_1_0, grid_1_1, grid_2_0,
+                                    grid_2_1, grid_3_0, grid_3_1, grid_4_0, grid_4_1};
+
+static void run_grid(job_t *j, float *E) {
+    grid_fn f = GRID_FN[j->gm * 2 + j->nn];
+    int64_t nblk = (j->V + BLK - 1) / BLK, CV = j->C * j->V;
+    for (int64_t i = j->i0; i < j->i1; i++) {
+        int64_t n = i / nblk, v0 = (i % nblk) * BLK;
+        int64_t nb = j->V - v0 < BLK ? j->V - v0 : BLK;
+        f(j->z + n * CV, j->y + n * j->V, j->ew ? j->ew + n * j->V : NULL, j->ell + n * j->V,
+          j->g ? j->g + n * CV : NULL, j->V, v0, nb, j->C, &j->P, E);
+    }
+}
+
+/* Rows [i0, i1) of the rows layout through the grid code (few classes): blocks of BLK rows are
+ * transposed into a (C, BLK) scratch T, so that every loop runs along the rows, vectorised, with
+ * no reduction over the classes; the gradient block Gs is transposed back. */
+static void run_rows_blocked(job_t *j, float *E, float *T, float *Gs) {
+    grid_fn f = GRID_FN[j->gm * 2 + j->nn];
+    int64_t C = j->C;
+    for (int64_t r0 = j->i0; r0 < j->i1; r0 += BLK) {
+        int64_t nb = j->i1 - r0 < BLK ? j->i1 - r0 : BLK;
+        const float *zb = j->z + r0 * C;
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
+        f(T, j->y + r0, j->ew ? j->ew + r0 : NULL, j->ell + r0, j->g ? Gs : NULL, BLK, 0, nb, C,
+          &j->P, E);
+        if (!j->g) continue;
+        float *go = j->g + r0 * C;
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t k = 0; k < C; k++) go[b * C + k] = Gs[k * BLK + b];
+    }
+}
+
+static void *run_job(void *arg) {
+    job_t *j = (job_t *)arg;
+    int blocked = j->V == 1 && j->C < ROWS_MIN_C;
+    size_t n = (size_t)j->C * (j->V == 1 && !blocked ? 1 : BLK) * (blocked ? 3 : 1);
+    float *E = (float *)malloc(n * sizeof(float));
+    if (!E) {
+        j->status = 1;
+        return NULL;
+    }
+    if (blocked)
+        run_rows_blocked(j, E, E + j->C * BLK, E + 2 * j->C * BLK);
+    else if (j->V == 1)
+        ROWS_FN[j->gm * 2 + j->nn](j->z, j->y, j->ew, j->ell, j->g, j->i0, j->i1, j->C, &j->P, E);
+    else
+        run_grid(j, E);
+    free(E);
+    j->status = 0;
+    return NULL;
+}
+
+/* Entry point. z: (N, C, V) float32 (V = 1: rows layout of N rows), y: (N, V) int64 in [0, C),
+ * ew: (N, V) element weights or NULL (all 1; 0 gives a zero loss and gradient), ell: (N, V) out,
+ * g: (N, C, V) out or NULL (no gradient). prm: gamma, a_f, a_n, a_nn, c, A, kc, fac. gm: the gamma
+ * case of elem (0-4); the NNFL terms are formed when a_nn != 0. Returns 0, or 1 when memory could
+ * not be allocated. */
+int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, float *g, int64_t N,
+             int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
+    job_t base = {z, y, ew, ell, g, N, C, V, 0, 0,
+                  {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7]},
+                  gm < 0 || gm > 4 ? 4 : gm, prm[3] != 0.0f, 0};
+    int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
+    int64_t per_item = V == 1 ? C : C * BLK;
+    int64_t t = nthreads < 1 ? 1 : nthreads;
+    int64_t most = items * per_item / 32768; /* at least ~32k values a thread */
+    if (t > most) t = most < 1 ? 1 : most;
+    if (t > items) t = items < 1 ? 1 : items;
+    if (t > 64) t = 64;
+    job_t jobs[64];
+    pthread_t th[64];
+    int started[64];
+    for (int64_t i = 0; i < t; i++) {
+        jobs[i] = base;
+        jobs[i].i0 = items * i / t;
+        jobs[i].i1 = items * (i + 1) / t;
+        started[i] = 0;
+    }
+    for (int64_t i = 1; i < t; i++)
+        started[i] = pthread_create(&th[i], NULL, run_job, &jobs[i]) == 0;
+    run_job(&jobs[0]);
+    int status = jobs[0].status;
+    for (int64_t i = 1; i < t; i++) {
+        if (started[i]) {
+            pthread_join(th[i], NULL);
+        } else {
+            run_job(&jobs[i]); /* no thread: this one does it */
+        }
+        status |= jobs[i].status;
+    }
+    return status;
+}

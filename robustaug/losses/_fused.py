@@ -1,0 +1,223 @@
+"""Fused CPU kernel of the focal family (focal loss, NFL, NNFL and their active-passive sums).
+
+On the CPU these losses are a dozen elementwise passes over ``(N, C, *)`` buffers when written with
+eager torch operations, several times the memory traffic of ``F.cross_entropy``'s two fused
+kernels. ``_fused.c`` computes the softmax, the loss and its gradient with respect to the logits in
+one kernel (the formulas are in its header). It is plain C (no torch headers), compiled on first
+use with the system's C compiler into a per-user cache (about half a second, once per machine and
+source version) and called through :mod:`ctypes`, which releases the GIL during the call.
+
+Where no C compiler is found, the build fails, or ``ROBUSTAUG_FUSED=0`` is set in the environment,
+:func:`kernel` returns None and the losses use their eager code (the same values to float rounding,
+tested side by side). Only float32 CPU tensors go through the kernel; everything else (float64,
+other devices, soft targets) uses the eager code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["FocalTerms", "focal_family", "kernel"]
+
+_SRC = Path(__file__).with_name("_fused.c")
+_BASE_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"]
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _cpu_key() -> str:
+    """What the compiled code depends on besides its source: machine, OS and, for ``-march=native``,
+    the CPU's feature flags (a shared home directory may be used by different CPUs)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features", "model name")):
+                    flags += line
+                    if line.startswith(("flags", "Features")):
+                        break
+    except OSError:
+        pass
+    return f"{sys.platform}|{platform.machine()}|{flags}"
+
+
+def _cache_dirs() -> list[Path]:
+    """Where the compiled kernel is kept: ``ROBUSTAUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/robustaug``
+    (``~/.cache/robustaug``); the system's temporary directory if that cannot be written."""
+    own = os.environ.get("ROBUSTAUG_CACHE_DIR")
+    if own:
+        return [Path(own)]
+    base = os.environ.get("XDG_CACHE_HOME")
+    home = (Path(base) if base else Path.home() / ".cache") / "robustaug"
+    user = getattr(os, "getuid", lambda: 0)()
+    return [home, Path(tempfile.gettempdir()) / f"robustaug-{user}"]
+
+
+def _compiler() -> str | None:
+    for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cand and shutil.which(cand):
+            return cand
+    return None
+
+
+def _build() -> ctypes.CDLL | None:
+    if os.environ.get("ROBUSTAUG_FUSED", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if not sys.platform.startswith(("linux", "darwin")):
+        return None
+    cc = _compiler()
+    if cc is None:
+        return None
+    src = _SRC.read_bytes()
+    # (a compiler without these options: the next set; an unwritable cache: the next one)
+    for extra in (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], []):
+        flags = _BASE_FLAGS + extra
+        key = hashlib.sha256(src + " ".join([cc, *flags, _cpu_key()]).encode()).hexdigest()[:20]
+        for cache in _cache_dirs():
+            try:
+                dll = ctypes.CDLL(str(_compiled(cc, flags, cache, f"rf_focal_{key}.so")))
+            except (OSError, subprocess.SubprocessError):
+                continue
+            fn = dll.rf_focal
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [
+                ctypes.c_void_p, ctypes.c_int, ctypes.c_int
+            ]
+            return dll
+    return None
+
+
+def _compiled(cc: str, flags: list[str], cache: Path, name: str) -> Path:
+    """The shared library ``cache / name``, compiled from ``_fused.c`` if it is not there yet."""
+    cache.mkdir(parents=True, exist_ok=True)
+    lib = cache / name
+    if lib.exists():
+        return lib
+    # compiled to a private name, then renamed: concurrent processes (DDP ranks) may build at the
+    # same time, and a loader never sees a partial file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+    os.close(fd)
+    try:
+        subprocess.run([cc, *flags, "-o", tmp, str(_SRC)], check=True, capture_output=True,
+                       timeout=120)
+        os.replace(tmp, lib)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return lib
+
+
+def kernel() -> ctypes.CDLL | None:
+    """The compiled kernel library, built on first use; None where it is unavailable (see the module
+    docstring)."""
+    if "lib" not in _state:
+        with _lock:
+            if "lib" not in _state:
+                _state["lib"] = _build()
+    return _state["lib"]  # type: ignore[return-value]
+
+
+class FocalTerms:
+    """Coefficients of a loss of the focal family (see ``_fused.c``):
+    ``a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y)``.
+
+    ``combine`` adds two such losses (an active-passive sum); it returns None when they cannot share
+    one kernel call (different ``gamma`` or NNFL floors)."""
+
+    __slots__ = ("a_f", "a_n", "a_nn", "c", "gamma", "min_prob")
+
+    def __init__(
+        self, gamma: float | None = None, a_f: float = 0.0, a_n: float = 0.0, a_nn: float = 0.0,
+        c: float = 0.0, min_prob: float | None = None,
+    ) -> None:
+        self.gamma, self.a_f, self.a_n, self.a_nn, self.c = gamma, a_f, a_n, a_nn, c
+        self.min_prob = min_prob
+
+    def scaled(self, w: float) -> FocalTerms:
+        return FocalTerms(self.gamma, w * self.a_f, w * self.a_n, w * self.a_nn, w * self.c,
+                          self.min_prob)
+
+    def combine(self, other: FocalTerms) -> FocalTerms | None:
+        if None not in (self.gamma, other.gamma) and self.gamma != other.gamma:
+            return None
+        if None not in (self.min_prob, other.min_prob) and self.min_prob != other.min_prob:
+            return None
+        return FocalTerms(
+            self.gamma if self.gamma is not None else other.gamma,
+            self.a_f + other.a_f, self.a_n + other.a_n, self.a_nn + other.a_nn, self.c + other.c,
+            self.min_prob if self.min_prob is not None else other.min_prob,
+        )
+
+    def params(self, fac: float) -> tuple[list[float], int]:
+        """The kernel's parameter vector and its ``gamma`` case."""
+        g = float(self.gamma or 0.0)
+        gm = {0.0: 0, 0.5: 1, 1.0: 2, 2.0: 3}.get(g, 4)
+        if self.a_nn:
+            mp = float(self.min_prob)  # type: ignore[arg-type]
+            A = -math.log(mp)
+            kc = A * -math.expm1(g * math.log1p(-mp))  # f of a clamped class: A (1 - (1 - mp)^g)
+        else:
+            A, kc = math.inf, 0.0  # (no floor: every class is live)
+        return [g, self.a_f, self.a_n, self.a_nn, self.c, A, kc, fac], gm
+
+
+def usable(z: Tensor) -> bool:
+    """Whether the kernel takes these logits: float32 on the CPU, at least two classes, and the
+    compiled library available."""
+    return (
+        z.device.type == "cpu" and z.dtype == torch.float32 and z.dim() >= 2 and z.shape[1] >= 2
+        and z.numel() > 0 and kernel() is not None
+    )
+
+
+def _layout(z: Tensor) -> tuple[Tensor, bool]:
+    """``z`` (copied only if neither layout fits) and whether its classes are contiguous per
+    element (``(N, C)``, channels-last grids: the rows layout)."""
+    if z.dim() > 2 and z.movedim(1, -1).is_contiguous():
+        return z, True
+    z = z.contiguous()
+    return z, z.dim() == 2
+
+
+def focal_family(
+    z: Tensor, y: Tensor, ew: Tensor | None, terms: FocalTerms, fac: float, grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Per-element loss ``ew * l`` with ``y``'s shape and, if ``grad``, its gradient with respect to
+    ``z`` times ``ew * fac`` (zero where ``ew`` is 0), in ``z``'s memory format.
+
+    ``z``: float32 CPU logits ``(N, C, *)``; ``y``: class indices in ``[0, C)``; ``ew``: element
+    weights or None (all 1)."""
+    lib = kernel()
+    assert lib is not None
+    z, rows = _layout(z)
+    n, c = z.shape[0], z.shape[1]
+    v = z[0, 0].numel()
+    y = y.contiguous()
+    if ew is not None:
+        ew = ew.to(torch.float32).contiguous()
+    ell = torch.empty(y.shape, dtype=torch.float32)
+    g = torch.empty_like(z) if grad else None
+    prm, gm = terms.params(fac)
+    prm_t = torch.tensor(prm, dtype=torch.float32)
+    n_el, v_el = (n * v, 1) if rows else (n, v)
+    status = lib.rf_focal(
+        z.data_ptr(), y.data_ptr(), None if ew is None else ew.data_ptr(), ell.data_ptr(),
+        None if g is None else g.data_ptr(), n_el, c, v_el, prm_t.data_ptr(), gm,
+        torch.get_num_threads(),
+    )
+    if status:
+        raise MemoryError("robustaug fused loss kernel: out of memory for its scratch buffers.")
+    return ell, g

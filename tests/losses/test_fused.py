@@ -1,0 +1,232 @@
+"""The fused CPU kernel of the focal family (``robustaug/losses/_fused.c``).
+
+Float32 CPU logits of the focal family go through the kernel; float64 logits through the eager
+analytic code, which ``test_analytic_grad.py`` checks against autograd of the formulas. So the
+kernel is checked here against the float64 eager result of the same loss on the same logits, in
+every layout the kernel has (rows of few classes through the transposed blocks, rows of many
+classes one at a time, contiguous grids, channels-last grids, copies of other strides), with class
+weights, ``ignore_index``, every reduction, saturated logits and several gammas; and a spy asserts
+that the kernel really ran.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from robustaug.losses import ANL, MAE, NFL, NNFL, ActivePassive, FocalLoss, _fused, robust_loss
+
+from .helpers import labels, logits
+
+pytestmark = pytest.mark.skipif(_fused.kernel() is None, reason="no C compiler: eager code only")
+
+#: (id, factory, K): K bounds the sum of the loss's coefficients (the scale of its gradient terms)
+LOSSES = [
+    ("focal", lambda **kw: FocalLoss(**kw), 1.0),
+    ("focal_g0.5", lambda **kw: FocalLoss(gamma=0.5, **kw), 1.0),
+    ("focal_g1", lambda **kw: FocalLoss(gamma=1.0, **kw), 1.0),
+    ("focal_g0.7", lambda **kw: FocalLoss(gamma=0.7, **kw), 1.0),
+    ("focal_g0", lambda **kw: FocalLoss(gamma=0.0, **kw), 1.0),
+    ("nfl", lambda **kw: NFL(**kw), 1.0),
+    ("nfl_g2", lambda **kw: NFL(gamma=2.0, **kw), 1.0),
+    ("nfl_g1.5_scale3", lambda **kw: NFL(gamma=1.5, scale=3.0, **kw), 3.0),
+    ("nnfl", lambda **kw: NNFL(**kw), 1.0),
+    ("nnfl_floor1e-3", lambda **kw: NNFL(gamma=2.0, min_prob=1e-3, **kw), 1.0),
+    ("nce", lambda **kw: robust_loss("nce", **kw), 1.0),
+    ("nnce", lambda **kw: robust_loss("nnce", **kw), 1.0),
+    ("nfl+rce", lambda **kw: robust_loss("nfl+rce", **kw), 10.3),
+    ("nce+rce", lambda **kw: robust_loss("nce+rce", **kw), 10.3),
+    ("nce+mae", lambda **kw: robust_loss("nce+mae", **kw), 2.0),
+    ("anl", lambda **kw: ANL(**kw), 10.0),
+    ("anl_fl", lambda **kw: ANL(active="nfl", gamma=0.7, **kw), 10.0),
+    ("focal+mae", lambda **kw: ActivePassive("focal", MAE(scale=2.0), 0.5, 2.0, **kw), 4.5),
+]
+
+#: (id, shape, memory format transform)
+LAYOUTS = [
+    ("rows_few", (24, 7), None),  # transposed blocks (C < 160)
+    ("rows_block_edge", (70, 3), None),  # more than one block of 64 rows, a partial one
+    ("rows_many", (5, 200), None),  # one row at a time (C >= 160)
+    ("grid2d", (2, 4, 9, 11), None),  # (N, C, V) with V = 99: a partial block of 64 voxels
+    ("grid3d", (2, 3, 4, 5, 6), None),
+    ("channels_last", (2, 5, 6, 7), torch.channels_last),  # classes contiguous: rows layout
+    ("channels_last_3d", (2, 3, 3, 4, 5), torch.channels_last_3d),
+    ("transposed", (9, 6), "t"),  # neither layout: copied
+]
+
+
+def _make(shape, fmt, seed, scale):
+    z = logits(shape, seed=seed, scale=scale)
+    if fmt == "t":
+        z = z.t().contiguous().t()
+    elif fmt is not None:
+        z = z.contiguous(memory_format=fmt)
+    return z
+
+
+def _run(loss, z, y):
+    z = z.clone().requires_grad_(True)
+    out = loss(z, y)
+    (out if out.dim() == 0 else out.sum()).backward()
+    return out.detach(), z.grad
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    calls = []
+    real = _fused.focal_family
+
+    def wrapped(*a, **k):
+        calls.append(a[0].shape)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_fused, "focal_family", wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[x[0] for x in LAYOUTS])
+@pytest.mark.parametrize("case", LOSSES, ids=[x[0] for x in LOSSES])
+def test_fused_matches_float64_eager(case, layout, reduction, spy):
+    _, make, K = case
+    _, shape, fmt = layout
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    for seed, scale in ((0, 1.0), (1, 6.0), (2, 50.0), (3, 200.0)):
+        z = _make(shape, fmt, seed, scale)
+        y = labels(n, c, spatial, seed=seed)
+        loss = make(reduction=reduction)
+        v64, g64 = _run(loss, z, y)
+        z32 = z.float()
+        before = z32.clone()
+        ncalls = len(spy)
+        v32, g32 = _run(loss, z32, y)
+        assert len(spy) == ncalls + 1, "the float32 CPU call did not go through the kernel"
+        assert torch.equal(z32, before)
+        assert v32.dtype == torch.float32 and v32.shape == v64.shape
+        assert g32.shape == z.shape and g32.dtype == torch.float32
+        assert torch.isfinite(v32).all() and torch.isfinite(g32).all()
+        unit = 1.0 / y.numel() if reduction == "mean" else 1.0
+        torch.testing.assert_close(v32.double(), v64, rtol=2e-5, atol=2e-6 * K)
+        # float32 rounding of O(K) gradient terms that cancel at saturation: absolute, per element
+        torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=3e-6 * K * unit)
+
+
+@pytest.mark.parametrize("case", LOSSES[::3], ids=[x[0] for x in LOSSES[::3]])
+@pytest.mark.parametrize("layout", LAYOUTS[:4], ids=[x[0] for x in LAYOUTS[:4]])
+def test_fused_weights_and_ignore_index(case, layout, spy):
+    _, make, K = case
+    _, shape, _ = layout
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    z = logits(shape, seed=4, scale=8.0)
+    y = labels(n, c, spatial, seed=4)
+    g = torch.Generator().manual_seed(5)
+    y[torch.rand(y.shape, generator=g) < 0.3] = -100  # ignored elements
+    w = torch.rand(c, generator=g, dtype=torch.float64) + 0.5
+    w[1] = 0.0  # a class of weight 0
+    for reduction in ("mean", "sum", "none"):
+        loss = make(weight=w, reduction=reduction)
+        v64, g64 = _run(loss, z, y)
+        v32, g32 = _run(loss, z.float(), y)
+        dead = (y == -100) | (y == 1)
+        assert (g32.movedim(1, -1)[dead] == 0).all(), "ignored/zero-weight elements get gradient"
+        if reduction == "none":
+            assert (v32[dead] == 0).all()
+        unit = 1.0 / float(w[y.clamp_min(0)][y >= 0].sum()) if reduction == "mean" else 1.5
+        torch.testing.assert_close(v32.double(), v64, rtol=2e-5, atol=2e-6 * K)
+        torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=3e-6 * K * unit)
+    assert spy
+
+
+def test_fused_ties_two_classes_and_no_grad(spy):
+    z = torch.zeros(6, 5)  # every class tied: p = 1/C, the first is the "largest"
+    z[3] = torch.tensor([2.0, 2.0, -1.0, 2.0, 0.0])
+    z2 = torch.tensor([[300.0, -300.0], [-80.0, 80.0], [1.0, 1.0]])  # C = 2, saturated
+    for loss in (NFL(), NNFL(gamma=2.0), robust_loss("anl"), FocalLoss(gamma=0.5)):
+        for zz, yy in ((z, torch.tensor([0, 1, 4, 1, 2, 3])), (z2, torch.tensor([1, 1, 0]))):
+            v64, g64 = _run(loss, zz.double(), yy)
+            v32, g32 = _run(loss, zz, yy)
+            torch.testing.assert_close(v32.double(), v64, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=1e-6)
+            with torch.no_grad():  # (no gradient buffer is formed: the value is the same)
+                assert torch.equal(loss(zz, yy), v32)
+    assert len(spy) >= 16
+
+
+def test_fused_threads_give_identical_results():
+    """Elements are split between threads, never a sum: the per-element losses and the gradient do
+    not depend on their number (the reduction is torch's sum)."""
+    loss = robust_loss("nfl+rce", reduction="none")
+    cases = [
+        (logits((4096, 64), seed=6, dtype=torch.float32), labels(4096, 64, seed=6)),
+        (logits((8, 3, 128, 128), seed=7, dtype=torch.float32), labels(8, 3, (128, 128), seed=7)),
+    ]
+    old = torch.get_num_threads()
+    try:
+        for z, y in cases:
+            torch.set_num_threads(1)
+            v1, g1 = _run(loss, z, y)
+            torch.set_num_threads(2)
+            v2, g2 = _run(loss, z, y)
+            assert torch.equal(g1, g2) and torch.equal(v1, v2)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_fused_bf16_autocast_matches_float32(spy):
+    z = logits((32, 10), seed=8, dtype=torch.float32)
+    y = labels(32, 10, seed=8)
+    loss = NFL()
+    v32, _ = _run(loss, z, y)
+    zb = z.bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vb = loss(zb, y)
+    vb.backward()
+    assert vb.dtype == torch.float32 and zb.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(vb, v32, rtol=1e-2, atol=1e-3)
+    assert spy
+
+
+def test_fallback_without_compiler_or_when_switched_off(monkeypatch):
+    z = logits((16, 6), seed=9, dtype=torch.float32)
+    y = labels(16, 6, seed=9)
+    loss = robust_loss("nfl+rce")
+    v_fused, g_fused = _run(loss, z, y)
+    monkeypatch.setenv("ROBUSTAUG_FUSED", "0")
+    assert _fused._build() is None
+    monkeypatch.delenv("ROBUSTAUG_FUSED")
+    monkeypatch.setattr(_fused, "_compiler", lambda: None)
+    assert _fused._build() is None
+    monkeypatch.setitem(_fused._state, "lib", None)  # as on a machine without a compiler
+    assert not _fused.usable(z)
+    v_eager, g_eager = _run(loss, z, y)
+    torch.testing.assert_close(v_eager, v_fused, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_eager, g_fused, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CI machines are Linux")
+def test_build_into_a_fresh_cache(monkeypatch, tmp_path):
+    """The kernel compiles from the shipped source into the cache (no partial files left), and a
+    second build loads the cached library instead of compiling again."""
+    assert _fused._compiler() is not None, "CI machines have a C compiler: the kernel must build"
+    monkeypatch.setenv("ROBUSTAUG_CACHE_DIR", str(tmp_path))
+    lib = _fused._build()
+    assert lib is not None
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("rf_focal_") and files[0].endswith(".so")
+    stamp = (tmp_path / files[0]).stat().st_mtime_ns
+    assert _fused._build() is not None
+    assert (tmp_path / files[0]).stat().st_mtime_ns == stamp
+
+
+def test_terms_that_cannot_share_a_call_use_the_eager_code(spy):
+    z = logits((8, 5), seed=10, dtype=torch.float32)
+    y = labels(8, 5, seed=10)
+    assert ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0))._focal_terms() is None
+    assert ActivePassive("nfl", "agce")._focal_terms() is None
+    assert robust_loss("gce")._focal_terms() is None
+    for loss in (ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), robust_loss("mae")):
+        loss(z, y)
+    assert not spy
+
