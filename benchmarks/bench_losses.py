@@ -23,6 +23,11 @@ Usage::
     python benchmarks/bench_losses.py --only overhead --json out.json
     python benchmarks/bench_losses.py --overhead-only --losses nfl focal --reps 5
     python benchmarks/bench_losses.py --overhead-only --steady-heap   # no page faults (see below)
+    python benchmarks/bench_losses.py --overhead-only --no-fused      # eager code only
+
+The focal family (focal, NFL, NNFL, NCE, NNCE and their active-passive sums with MAE/RCE) runs
+through the fused CPU kernel of ``robustaug/losses/_fused.c`` where a C compiler is available (the
+JSON's ``fused_kernel``); ``--no-fused`` measures the eager code instead.
 
 Overhead and page faults: torch allocates CPU tensors with the C allocator; glibc hands memory back
 to the OS when the top of the heap is free (trimming), and then every fresh buffer costs a page fault
@@ -50,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustaug.losses import ELR, keep_ratio, l1_penalty, list_losses, robust_loss
+from robustaug.losses import ELR, _fused, keep_ratio, l1_penalty, list_losses, robust_loss
 
 C = 10
 SETTINGS = [("sym", 0.4), ("sym", 0.6), ("pair", 0.4)]
@@ -346,6 +351,11 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--json", default=None, help="write raw results here")
     ap.add_argument(
+        "--no-fused",
+        action="store_true",
+        help="the eager code only (ROBUSTAUG_FUSED=0): no fused CPU kernel for the focal family",
+    )
+    ap.add_argument(
         "--steady-heap",
         action="store_true",
         help="re-run with glibc's heap trimming off (no page faults on either side)",
@@ -358,6 +368,8 @@ def main(argv=None) -> None:
     if args.overhead_only:
         args.only = "overhead"
     torch.set_num_threads(args.threads)
+    if args.no_fused:
+        os.environ["ROBUSTAUG_FUSED"] = "0"  # (read when the kernel is first asked for)
     meta = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -369,6 +381,7 @@ def main(argv=None) -> None:
         "hidden": args.hidden,
         "command": " ".join(sys.argv),
         "steady_heap": all(os.environ.get(k) == v for k, v in _STEADY_ENV.items()),
+        "fused_kernel": _fused.kernel() is not None,  # (compiled here on first use, untimed)
     }
     out: dict = {"meta": meta}
     if args.only in (None, "accuracy"):

@@ -1,7 +1,8 @@
 /*
- * Fused CPU kernel of the focal family of robustaug.losses (float32, integer targets).
+ * Fused CPU kernels of robustaug.losses (float32, integer targets): the focal family (here) and the
+ * noise-robust Dice loss (further down, rf_dice).
  *
- * One call computes, for every element (a sample, or a voxel of a segmentation map), the softmax of
+ * One call of rf_focal computes, for every element (a sample, or a voxel of a segmentation map), the softmax of
  * its logits, the per-element loss
  *
  *   l = a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y),
@@ -351,7 +352,7 @@ typedef struct {
     float *ell, *g;
     int64_t N, C, V, i0, i1; /* work items [i0, i1): rows, or (sample, block) pairs */
     prm_t P;
-    int gm, nn, status;
+    int gm, nn;
 } job_t;
 
 /* One compiled instance of each kernel per (gm, nn), in tables indexed by gm * 2 + nn. */
@@ -414,10 +415,7 @@ static void *run_job(void *arg) {
     int blocked = j->V == 1 && j->C < ROWS_MIN_C;
     size_t n = (size_t)j->C * (j->V == 1 && !blocked ? 1 : BLK) * (blocked ? 3 : 1);
     float *E = (float *)malloc(n * sizeof(float));
-    if (!E) {
-        j->status = 1;
-        return NULL;
-    }
+    if (!E) return (void *)(intptr_t)1;
     if (blocked)
         run_rows_blocked(j, E, E + j->C * BLK, E + 2 * j->C * BLK);
     else if (j->V == 1)
@@ -425,8 +423,36 @@ static void *run_job(void *arg) {
     else
         run_grid(j, E);
     free(E);
-    j->status = 0;
     return NULL;
+}
+
+/* Threads: at most nthreads (and 64), at least ~32k values each, at most one per item. */
+static int64_t n_threads(int64_t nthreads, int64_t items, int64_t values) {
+    int64_t t = nthreads < 1 ? 1 : nthreads;
+    int64_t most = values / 32768;
+    if (t > most) t = most < 1 ? 1 : most;
+    if (t > items) t = items < 1 ? 1 : items;
+    return t > 64 ? 64 : t;
+}
+
+/* Runs fn on the t jobs (of size bytes each, from jobs), jobs 1.. on new threads and job 0 on this
+ * one (a job whose thread cannot be started runs here too); fn returns its status as a pointer.
+ * Returns the status of all jobs or'ed. */
+static int run_threads(void *jobs, size_t size, int64_t t, void *(*fn)(void *)) {
+    pthread_t th[64];
+    int started[64];
+    for (int64_t i = 1; i < t; i++)
+        started[i] = pthread_create(&th[i], NULL, fn, (char *)jobs + i * size) == 0;
+    int status = (int)(intptr_t)fn(jobs);
+    for (int64_t i = 1; i < t; i++) {
+        void *r;
+        if (started[i])
+            pthread_join(th[i], &r);
+        else
+            r = fn((char *)jobs + i * size);
+        status |= (int)(intptr_t)r;
+    }
+    return status;
 }
 
 /* Entry point. z: (N, C, V) float32 (V = 1: rows layout of N rows), y: (N, V) int64 in [0, C),
@@ -438,34 +464,251 @@ int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, floa
              int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
     job_t base = {z, y, ew, ell, g, N, C, V, 0, 0,
                   {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7]},
-                  gm < 0 || gm > 4 ? 4 : gm, prm[3] != 0.0f, 0};
+                  gm < 0 || gm > 4 ? 4 : gm, prm[3] != 0.0f};
     int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
-    int64_t per_item = V == 1 ? C : C * BLK;
-    int64_t t = nthreads < 1 ? 1 : nthreads;
-    int64_t most = items * per_item / 32768; /* at least ~32k values a thread */
-    if (t > most) t = most < 1 ? 1 : most;
-    if (t > items) t = items < 1 ? 1 : items;
-    if (t > 64) t = 64;
+    int64_t t = n_threads(nthreads, items, N * C * V);
     job_t jobs[64];
-    pthread_t th[64];
-    int started[64];
     for (int64_t i = 0; i < t; i++) {
         jobs[i] = base;
         jobs[i].i0 = items * i / t;
         jobs[i].i1 = items * (i + 1) / t;
-        started[i] = 0;
     }
-    for (int64_t i = 1; i < t; i++)
-        started[i] = pthread_create(&th[i], NULL, run_job, &jobs[i]) == 0;
-    run_job(&jobs[0]);
-    int status = jobs[0].status;
-    for (int64_t i = 1; i < t; i++) {
-        if (started[i]) {
-            pthread_join(th[i], NULL);
-        } else {
-            run_job(&jobs[i]); /* no thread: this one does it */
+    return run_threads(jobs, sizeof(job_t), t, run_job);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Noise-robust Dice (Wang et al., IEEE TMI 2020) for integer masks: per sample n and class c,
+ *
+ *   L_n = sum_c a_c N_c / D_c,  N_c = sum_v |d_v|^gamma,  D_c = sum_v p_v^2 + G_c + eps,
+ *
+ * d = p - g (g the one-hot mask), G_c the voxels of class c. With s = sign(d) |d|^(gamma - 1):
+ * dL/dp = h = a_c (gamma s / D_c - 2 N_c p / D_c^2), and dL/dz = p (h - sum_c p h). The label's
+ * d = p_y - 1 = -(sum of the other classes' exp) / sum exp (no cancellation). kappa scales the
+ * gradient (1/N for the mean over samples). gm: 0 gamma = 1 (s = sign d), 1 gamma = 3/2
+ * (s = d / sqrt|d|), 2 gamma = 2 (s = d), 3 other (s = d exp((gamma - 2) log|d|)); |d| is floored at
+ * the smallest normal float (0 stays 0).
+ * ------------------------------------------------------------------------------------------------ */
+typedef struct {
+    float gamma, eps, kappa;
+} dprm_t;
+
+static inline __attribute__((always_inline)) float dice_s(float d, float gamma, const int gm) {
+    float ad = fabsf(d) < TINY ? TINY : fabsf(d);
+    switch (gm) {
+    case 0: return d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f);
+    case 1: return d * rrsqrt(ad);
+    case 2: return d;
+    default: return d * rexp((gamma - 2.0f) * rlog(ad));
+    }
+}
+
+/* The softmax of a (C, BLK) block of elements whose classes lie V apart: E <- p, and the label's
+ * d = p_y - 1 in dy. */
+static inline __attribute__((always_inline)) void block_softmax(const float *zb, const int64_t *yb,
+                                                                int64_t V, int64_t nb, int64_t C,
+                                                                float *E, float *dy) {
+    float m[BLK], s[BLK], sr[BLK];
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        m[b] = -INFINITY;
+        s[b] = sr[b] = 0.0f;
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) m[b] = zb[k * V + b] > m[b] ? zb[k * V + b] : m[b];
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float e = rexp(zb[k * V + b] - m[b]);
+            E[k * BLK + b] = e;
+            s[b] += e;
+            sr[b] += k == yb[b] ? 0.0f : e;
         }
-        status |= jobs[i].status;
     }
-    return status;
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        s[b] = 1.0f / s[b];
+        dy[b] = -sr[b] * s[b];
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) E[k * BLK + b] *= s[b];
+    }
+}
+
+/* (N, C) inputs: every voxel sum is one term. A (C, BLK) block T of transposed rows: per-row
+ * losses into lossr, the gradient block (C, BLK) into G. */
+static inline __attribute__((always_inline)) void dice_rows_k(const float *T, const int64_t *y,
+                                                              const float *a, float *G,
+                                                              float *lossr, int64_t nb, int64_t C,
+                                                              const dprm_t *P, float *E,
+                                                              const int gm) {
+    float dy[BLK], sph[BLK], ls[BLK];
+    block_softmax(T, y, BLK, nb, C, E, dy);
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) sph[b] = ls[b] = 0.0f;
+    for (int64_t k = 0; k < C; k++) {
+        float ak = a[k], ka = P->kappa * a[k];
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float p = E[k * BLK + b];
+            int isy = k == y[b];
+            float d = isy ? dy[b] : p;
+            float s = dice_s(d, P->gamma, gm), num = s * d;
+            float rD = 1.0f / (p * p + (isy ? 1.0f : 0.0f) + P->eps);
+            ls[b] += ak * num * rD;
+            float h = ka * rD * (P->gamma * s - 2.0f * num * p * rD);
+            G[k * BLK + b] = h;
+            sph[b] += p * h;
+        }
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float p = E[k * BLK + b];
+            G[k * BLK + b] = p * (G[k * BLK + b] - sph[b]);
+        }
+    }
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) lossr[b] = ls[b];
+}
+
+/* One sample of a grid (C, V): its loss, and the gradient into g (which holds p in between).
+ * W: scratch of 4 C BLK + V floats. */
+static inline __attribute__((always_inline)) float dice_sample_k(const float *z, const int64_t *y,
+                                                                 const float *a, float *g,
+                                                                 int64_t V, int64_t C,
+                                                                 const dprm_t *P, float *W,
+                                                                 const int gm) {
+    float *E = W, *aN = W + C * BLK, *aP = W + 2 * C * BLK, *aG = W + 3 * C * BLK;
+    float *dyv = W + 4 * C * BLK;
+    for (int64_t i = 0; i < 3 * C * BLK; i++) aN[i] = 0.0f;
+    for (int64_t v0 = 0; v0 < V; v0 += BLK) {
+        int64_t nb = V - v0 < BLK ? V - v0 : BLK;
+        block_softmax(z + v0, y + v0, V, nb, C, E, dyv + v0);
+        for (int64_t k = 0; k < C; k++) {
+            float *gk = g + k * V + v0;
+#pragma omp simd
+            for (int64_t b = 0; b < nb; b++) {
+                float p = E[k * BLK + b];
+                int isy = k == y[v0 + b];
+                float d = isy ? dyv[v0 + b] : p;
+                aN[k * BLK + b] += dice_s(d, P->gamma, gm) * d;
+                aP[k * BLK + b] += p * p;
+                aG[k * BLK + b] += isy ? 1.0f : 0.0f;
+                gk[b] = p;
+            }
+        }
+    }
+    float loss = 0.0f;
+    float *al = E, *be = E + C; /* (E is free: per-class coefficients) */
+    for (int64_t k = 0; k < C; k++) {
+        float Nk = 0.0f, Dk = 0.0f, Gk = 0.0f;
+        for (int64_t b = 0; b < BLK; b++) {
+            Nk += aN[k * BLK + b];
+            Dk += aP[k * BLK + b];
+            Gk += aG[k * BLK + b];
+        }
+        float rD = 1.0f / (Dk + Gk + P->eps);
+        loss += a[k] * Nk * rD;
+        al[k] = P->kappa * a[k] * P->gamma * rD;
+        be[k] = -2.0f * P->kappa * a[k] * Nk * rD * rD;
+    }
+    float *H = aN, sph[BLK];
+    for (int64_t v0 = 0; v0 < V; v0 += BLK) {
+        int64_t nb = V - v0 < BLK ? V - v0 : BLK;
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) sph[b] = 0.0f;
+        for (int64_t k = 0; k < C; k++) {
+            const float *gk = g + k * V + v0;
+            float alk = al[k], bek = be[k];
+#pragma omp simd
+            for (int64_t b = 0; b < nb; b++) {
+                float p = gk[b];
+                float d = k == y[v0 + b] ? dyv[v0 + b] : p;
+                float h = alk * dice_s(d, P->gamma, gm) + bek * p;
+                H[k * BLK + b] = h;
+                sph[b] += p * h;
+            }
+        }
+        for (int64_t k = 0; k < C; k++) {
+            float *gk = g + k * V + v0;
+#pragma omp simd
+            for (int64_t b = 0; b < nb; b++) gk[b] = gk[b] * (H[k * BLK + b] - sph[b]);
+        }
+    }
+    return loss;
+}
+
+typedef void (*drows_fn)(const float *, const int64_t *, const float *, float *, float *, int64_t,
+                         int64_t, const dprm_t *, float *);
+typedef float (*dsample_fn)(const float *, const int64_t *, const float *, float *, int64_t,
+                            int64_t, const dprm_t *, float *);
+#define DICE_INSTANCES(G)                                                                         \
+    static void drows_##G(const float *T, const int64_t *y, const float *a, float *Gb, float *l,  \
+                          int64_t nb, int64_t C, const dprm_t *P, float *E) {                     \
+        dice_rows_k(T, y, a, Gb, l, nb, C, P, E, G);                                              \
+    }                                                                                             \
+    static float dsample_##G(const float *z, const int64_t *y, const float *a, float *g,          \
+                             int64_t V, int64_t C, const dprm_t *P, float *W) {                   \
+        return dice_sample_k(z, y, a, g, V, C, P, W, G);                                          \
+    }
+DICE_INSTANCES(0) DICE_INSTANCES(1) DICE_INSTANCES(2) DICE_INSTANCES(3)
+#undef DICE_INSTANCES
+static const drows_fn DROWS_FN[4] = {drows_0, drows_1, drows_2, drows_3};
+static const dsample_fn DSAMPLE_FN[4] = {dsample_0, dsample_1, dsample_2, dsample_3};
+
+typedef struct {
+    const float *z, *a;
+    const int64_t *y;
+    float *g, *loss;
+    int64_t C, V, i0, i1; /* rows (V = 1) or samples [i0, i1) */
+    dprm_t P;
+    int gm;
+} djob_t;
+
+static void *run_djob(void *arg) {
+    djob_t *j = (djob_t *)arg;
+    int64_t C = j->C, V = j->V;
+    size_t n = V == 1 ? (size_t)3 * C * BLK : (size_t)4 * C * BLK + (size_t)V;
+    float *W = (float *)malloc(n * sizeof(float));
+    if (!W) return (void *)(intptr_t)1;
+    if (V == 1) {
+        float *E = W, *T = W + C * BLK, *Gs = W + 2 * C * BLK;
+        for (int64_t r0 = j->i0; r0 < j->i1; r0 += BLK) {
+            int64_t nb = j->i1 - r0 < BLK ? j->i1 - r0 : BLK;
+            const float *zb = j->z + r0 * C;
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
+            DROWS_FN[j->gm](T, j->y + r0, j->a, Gs, j->loss + r0, nb, C, &j->P, E);
+            float *go = j->g + r0 * C;
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t k = 0; k < C; k++) go[b * C + k] = Gs[k * BLK + b];
+        }
+    } else {
+        for (int64_t n0 = j->i0; n0 < j->i1; n0++)
+            j->loss[n0] = DSAMPLE_FN[j->gm](j->z + n0 * C * V, j->y + n0 * V, j->a,
+                                            j->g + n0 * C * V, V, C, &j->P, W);
+    }
+    free(W);
+    return NULL;
+}
+
+/* Entry point. z: (N, C, V) float32 contiguous (V = 1: (N, C) rows), y: (N, V) int64 in [0, C),
+ * a: (C,) class weights of the average, g: (N, C, V) out (the gradient times kappa), loss: (N,) out
+ * (per-sample losses). prm: gamma, eps, kappa. Threads split the samples (rows). Returns 0, or 1
+ * when memory could not be allocated. */
+int rf_dice(const float *z, const int64_t *y, const float *a, float *g, float *loss, int64_t N,
+            int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
+    djob_t base = {z, a, y, g, loss, C, V, 0, 0, {prm[0], prm[1], prm[2]},
+                   gm < 0 || gm > 3 ? 3 : gm};
+    int64_t t = n_threads(nthreads, N, N * C * V);
+    djob_t jobs[64];
+    for (int64_t i = 0; i < t; i++) {
+        jobs[i] = base;
+        jobs[i].i0 = N * i / t;
+        jobs[i].i1 = N * (i + 1) / t;
+    }
+    return run_threads(jobs, sizeof(djob_t), t, run_djob);
 }

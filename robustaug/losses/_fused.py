@@ -1,9 +1,10 @@
-"""Fused CPU kernel of the focal family (focal loss, NFL, NNFL and their active-passive sums).
+"""Fused CPU kernels of the focal family (focal loss, NFL, NNFL, NCE, NNCE and their active-passive
+sums with MAE/RCE) and of the noise-robust Dice loss.
 
 On the CPU these losses are a dozen elementwise passes over ``(N, C, *)`` buffers when written with
 eager torch operations, several times the memory traffic of ``F.cross_entropy``'s two fused
 kernels. ``_fused.c`` computes the softmax, the loss and its gradient with respect to the logits in
-one kernel (the formulas are in its header). It is plain C (no torch headers), compiled on first
+one kernel per loss family (the formulas are in its comments). It is plain C (no torch headers), compiled on first
 use with the system's C compiler into a per-user cache (about half a second, once per machine and
 source version) and called through :mod:`ctypes`, which releases the GIL during the call.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["FocalTerms", "focal_family", "kernel"]
+__all__ = ["FocalTerms", "dice", "focal_family", "kernel"]
 
 _SRC = Path(__file__).with_name("_fused.c")
 _BASE_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"]
@@ -91,11 +92,11 @@ def _build() -> ctypes.CDLL | None:
                 dll = ctypes.CDLL(str(_compiled(cc, flags, cache, f"rf_focal_{key}.so")))
             except (OSError, subprocess.SubprocessError):
                 continue
-            fn = dll.rf_focal
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [
-                ctypes.c_void_p, ctypes.c_int, ctypes.c_int
-            ]
+            for fn in (dll.rf_focal, dll.rf_dice):  # (pointers, then N, C, V, prm, gm, threads)
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [
+                    ctypes.c_void_p, ctypes.c_int, ctypes.c_int
+                ]
             return dll
     return None
 
@@ -221,3 +222,30 @@ def focal_family(
     if status:
         raise MemoryError("robustaug fused loss kernel: out of memory for its scratch buffers.")
     return ell, g
+
+
+def dice(
+    z: Tensor, y: Tensor, a: Tensor, gamma: float, eps: float, kappa: float
+) -> tuple[Tensor, Tensor]:
+    """Noise-robust Dice for integer masks: per-sample losses ``(N,)`` and the gradient of
+    ``kappa * sum_n L_n`` with respect to ``z`` (see ``_fused.c``).
+
+    ``z``: contiguous float32 CPU logits ``(N, C, *)``; ``y``: class indices in ``[0, C)``;
+    ``a``: the class weights of the average ``(C,)``."""
+    lib = kernel()
+    assert lib is not None
+    n, c = z.shape[0], z.shape[1]
+    v = z[0, 0].numel()
+    z, y = z.contiguous(), y.contiguous()
+    a = a.to(torch.float32).contiguous()
+    loss = torch.empty(n, dtype=torch.float32)
+    g = torch.empty_like(z, memory_format=torch.contiguous_format)
+    gm = {1.0: 0, 1.5: 1, 2.0: 2}.get(float(gamma), 3)
+    prm = torch.tensor([gamma, eps, kappa], dtype=torch.float32)
+    status = lib.rf_dice(
+        z.data_ptr(), y.data_ptr(), a.data_ptr(), g.data_ptr(), loss.data_ptr(), n, c, v,
+        prm.data_ptr(), gm, torch.get_num_threads(),
+    )
+    if status:
+        raise MemoryError("robustaug fused loss kernel: out of memory for its scratch buffers.")
+    return loss, g

@@ -16,7 +16,17 @@ import sys
 import pytest
 import torch
 
-from robustaug.losses import ANL, MAE, NFL, NNFL, ActivePassive, FocalLoss, _fused, robust_loss
+from robustaug.losses import (
+    ANL,
+    MAE,
+    NFL,
+    NNFL,
+    ActivePassive,
+    FocalLoss,
+    NoiseRobustDice,
+    _fused,
+    robust_loss,
+)
 
 from .helpers import labels, logits
 
@@ -230,3 +240,79 @@ def test_terms_that_cannot_share_a_call_use_the_eager_code(spy):
         loss(z, y)
     assert not spy
 
+
+
+DICE_LAYOUTS = [
+    ("rows_few", (24, 7)),
+    ("rows_block_edge", (70, 3)),
+    ("rows_many", (5, 200)),
+    ("grid2d", (2, 4, 9, 11)),
+    ("grid3d", (3, 3, 4, 5, 6)),
+    ("channels_last", (2, 5, 6, 7)),
+]
+
+
+@pytest.fixture
+def dice_spy(monkeypatch):
+    calls = []
+    real = _fused.dice
+
+    def wrapped(*a, **k):
+        calls.append(a[0].shape)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_fused, "dice", wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("layout", DICE_LAYOUTS, ids=[x[0] for x in DICE_LAYOUTS])
+@pytest.mark.parametrize("gamma", [1.0, 1.5, 2.0, 1.3])
+def test_fused_dice_matches_float64_eager(layout, gamma, dice_spy, monkeypatch):
+    """Values to float32 rounding; gradients at least as accurate as the eager float32 code (where
+    saturated rows make the softmax Jacobian cancel, both are at rounding level of their terms)."""
+    _, shape = layout
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    g = torch.Generator().manual_seed(11)
+    for seed, scale in ((0, 1.0), (1, 6.0), (2, 50.0), (3, 200.0)):
+        z = logits(shape, seed=seed, scale=scale)
+        if len(shape) == 4 and layout[0] == "channels_last":
+            z = z.contiguous(memory_format=torch.channels_last)
+        y = labels(n, c, spatial, seed=seed)
+        for kw in ({}, {"weight": torch.rand(c, generator=g) + 0.2}, {"include_background": False}):
+            for reduction in ("mean", "sum"):
+                loss = NoiseRobustDice(gamma=gamma, reduction=reduction, **kw)
+                v64, g64 = _run(loss, z, y)
+                ncalls = len(dice_spy)
+                v32, g32 = _run(loss, z.float(), y)
+                assert len(dice_spy) == ncalls + 1, "the float32 CPU call did not use the kernel"
+                assert torch.isfinite(g32).all() and g32.shape == z.shape
+                torch.testing.assert_close(v32.double(), v64, rtol=2e-5, atol=1e-6)
+                with monkeypatch.context() as m:
+                    m.setitem(_fused._state, "lib", None)
+                    _, ge = _run(loss, z.float(), y)
+                err, err_eager = (g32.double() - g64).abs().max(), (ge.double() - g64).abs().max()
+                assert err <= 2 * err_eager + 1e-5 * g64.abs().max() + 1e-12, (err, err_eager)
+
+
+def test_fused_dice_threads_and_paths(dice_spy):
+    """Samples are split between threads, each whole: identical per-sample results; masks with
+    ``ignore_index`` and soft masks take the eager code."""
+    loss = NoiseRobustDice(reduction="sum")
+    z = logits((8, 3, 64, 64), seed=12, dtype=torch.float32)
+    y = labels(8, 3, (64, 64), seed=12)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        v1, g1 = _run(loss, z, y)
+        torch.set_num_threads(2)
+        v2, g2 = _run(loss, z, y)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(g1, g2)
+    torch.testing.assert_close(v1, v2, rtol=1e-6, atol=0)
+    assert len(dice_spy) == 2
+    y2 = y.clone()
+    y2[0, 0, 0] = -100
+    _run(loss, z, y2)
+    _run(loss, z, torch.softmax(z, 1))
+    assert len(dice_spy) == 2
