@@ -2,33 +2,38 @@
  * Fused CPU kernels of robustaug.losses (float32, integer targets): the focal family (here) and the
  * noise-robust Dice loss (further down, rf_dice).
  *
- * One call of rf_focal computes, for every element (a sample, or a voxel of a segmentation map), the softmax of
- * its logits, the per-element loss
+ * One call of rf_focal computes, for every element (a sample, or a voxel of a segmentation map),
+ * the softmax of its logits, the per-element loss
  *
- *   l = a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y),
+ *   l = a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq,
  *
- *   FL_k = -(1 - p_k)^gamma log p_k,  S = sum_k FL_k                      (focal, NFL: Lin et al.
- *                                                                          2017; Ma et al. 2020)
- *   f_k = A - FL(max(log p_k, -A)),    S_f = sum_k f_k                    (NNFL: Ye et al. 2023)
- *   c (1 - p_y)                                                          (MAE, RCE)
+ *   FL_k = -(1 - p_k)^gamma log p_k,  S = sum_k FL_k          (focal, NFL, NCE: Lin et al. 2017;
+ *                                                              Ma et al. 2020)
+ *   or FL_k = 1 - p_k^q                                       (NGCE, Ma et al. 2020)
+ *   f_k = A - FL(max(log p_k, -A)),    S_f = sum_k f_k        (NNFL, NNCE: Ye et al. 2023)
+ *   c (1 - p_y)                                               (MAE, RCE: Ghosh et al. 2017;
+ *                                                              Wang et al. 2019)
+ *   k0 + k1 (ca + cs p_y)^cq                                  (AGCE, AUL: Zhou et al. 2021)
  *
  * and its gradient with respect to the logits, gz_k = w (G_k - p_k sum_j G_j), where G is the
  * gradient with respect to log p (the log-softmax Jacobian). With FL' = dFL/dlog p
- * = -u^gamma (1 - gamma t), u = 1 - p, t = p log p / u:
+ * (= -u^gamma (1 - gamma t), u = 1 - p, t = p log p / u, for the focal terms; -q p^q for NGCE's):
  *
  *   G_k = [k = y] C_y + D_1 nd_k + D_2 nd_k [log p_k >= -A],   nd = -FL',
- *   C_y = -a_f nd_y - a_n nd_y / S - a_nn nd_y [log p_y >= -A] / S_f - c p_y,
+ *   C_y = -a_f nd_y - a_n nd_y / S - a_nn nd_y [log p_y >= -A] / S_f - c p_y
+ *         + k1 cq cs p_y (ca + cs p_y)^(cq - 1),
  *   D_1 = a_n (FL_y / S) / S,  D_2 = a_nn (f_y / S_f) / S_f.
  *
  * Numerics as in the eager code: the largest class's u is the sum of the other classes' exp
  * (exact near saturation, where 1 - p cancels), its log p is -log1p of that sum, and its t, which
- * lies in [-1, 0], is clamped there. exp and log are evaluated by range reduction and their series
- * (written to vectorise: no libm call in the loops); an exponent below -87.3 gives 0 (p below the
- * smallest normal float).
+ * lies in [-1, 0], is clamped there. exp, expm1, log and 1/sqrt are evaluated by range reduction
+ * and series or Newton steps (written to vectorise: no libm call in the loops); an exponent below
+ * -87.3 gives 0 (p below the smallest normal float).
  *
  * Layouts: "rows" (the classes of an element contiguous: (N, C), or channels-last grids) and
- * "grid" ((N, C, V) with the classes V apart: contiguous segmentation maps), vectorised along the
- * classes and along the voxels respectively. Work is split over threads by elements.
+ * "grid" ((N, C, V) with the classes V apart: contiguous segmentation maps). Grids and rows of
+ * fewer than ROWS_MIN_C classes (through transposed blocks) are vectorised along the elements,
+ * rows of more classes along the classes. Work is split over threads by elements.
  */
 #include <math.h>
 #include <pthread.h>
@@ -44,6 +49,7 @@
 
 typedef struct {
     float gamma, a_f, a_n, a_nn, c, A, kc, fac;
+    float k0, k1, ca, cs, cq; /* a column term k0 + k1 (ca + cs p_y)^cq (AGCE, AUL) */
 } prm_t;
 
 typedef union {
@@ -53,7 +59,7 @@ typedef union {
 
 /* e^x for x <= 88 (0 below -87.3): x = n ln 2 + r, |r| <= ln2 / 2, e^r by its Taylor series to
  * degree 7 (truncation < 6e-9 relative), 2^n from the exponent bits. */
-static inline float rexp(float x) {
+static inline __attribute__((always_inline)) float rexp(float x) {
     float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
     float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = xc - n * 0.693145751953125f;
@@ -65,9 +71,17 @@ static inline float rexp(float x) {
     return x < -87.3f ? 0.0f : q * s.f;
 }
 
+/* e^x - 1 for x <= 88: the Taylor series to x^9 for |x| < ln2 / 2 (truncation < 3e-10 relative; no
+ * cancellation), e^x - 1 otherwise. */
+static inline __attribute__((always_inline)) float rexpm1(float x) {
+    float t = x * (1.0f + x * (0.5f + x * (1.6666667e-1f + x * (4.1666668e-2f + x * (8.3333338e-3f +
+              x * (1.3888889e-3f + x * (1.9841270e-4f + x * (2.4801587e-5f + x * 2.7557319e-6f))))))));
+    return x > -0.3466f && x < 0.3466f ? t : rexp(x) - 1.0f;
+}
+
 /* log x for normal x > 0: x = 2^e m, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(f),
  * f = (m - 1) / (m + 1), |f| <= 0.172, by its series to f^11 (truncation < 1e-10). */
-static inline float rlog(float x) {
+static inline __attribute__((always_inline)) float rlog(float x) {
     fbits b;
     b.f = x;
     int32_t e = ((b.i >> 23) & 0xff) - 127;
@@ -85,7 +99,7 @@ static inline float rlog(float x) {
 
 /* 1 / sqrt(x) for normal x > 0: a first guess from the exponent bits (relative error < 3.5e-2),
  * then three Newton steps y <- y (3 - x y^2) / 2 (< 2e-3, < 5e-6, < 4e-11: float rounding). */
-static inline float rrsqrt(float x) {
+static inline __attribute__((always_inline)) float rrsqrt(float x) {
     fbits b;
     b.f = x;
     b.i = 0x5f375a86 - (b.i >> 1);
@@ -104,7 +118,7 @@ typedef struct {
     float inv, lse, lpm, um;
 } soft_t;
 
-static inline soft_t softparts(float m, float sr) {
+static inline __attribute__((always_inline)) soft_t softparts(float m, float sr) {
     soft_t o;
     float w = 1.0f + sr;
     o.inv = 1.0f / w;
@@ -120,8 +134,9 @@ static inline soft_t softparts(float m, float sr) {
  * NNFL part (nn), fc = f of the clamped loss (A - FL(max(log p, -A))) and ndl = nd [log p >= -A].
  * nd = u^gamma (1 - gamma t) = u^(gamma - 1) (u - gamma p log p), with t u = p log p in [-u, 0]
  * (clamped there for the largest class): no division. gm: 0 gamma = 0, 1 gamma = 1/2, 2 gamma = 1,
- * 3 gamma = 2, 4 any other gamma > 0 (u^(gamma - 1) = exp((gamma - 1) log u)). gm and nn are
- * compile-time constants of each instantiation. */
+ * 3 gamma = 2, 4 any other gamma > 0 (u^(gamma - 1) = exp((gamma - 1) log u)); 5: the classes'
+ * terms of NGCE instead, FL = 1 - p^q with q = gamma (Ma et al. 2020). gm and nn are compile-time
+ * constants of each instantiation. */
 typedef struct {
     float f, nd, fc, ndl;
 } terms_t;
@@ -130,6 +145,13 @@ static inline __attribute__((always_inline)) terms_t elem(float p, float lp, flo
                                                           const prm_t *P, const int gm,
                                                           const int nn) {
     terms_t o;
+    if (gm == 5) { /* GCE-type classes: FL = 1 - p^q, q = gamma: f = expm1(q log p), nd = q p^q */
+        float x = P->gamma * lp;
+        o.f = rexpm1(x);
+        o.nd = P->gamma * (1.0f + o.f);
+        o.fc = o.ndl = 0.0f;
+        return o;
+    }
     float pl = p * lp;
     float plc = pl < -u ? -u : (pl > 0.0f ? 0.0f : pl);
     pl = ism ? plc : pl;
@@ -154,12 +176,32 @@ static inline __attribute__((always_inline)) terms_t elem(float p, float lp, flo
 }
 
 typedef struct {
-    float l, Cy, D1, D2, SG;
+    float l, Cy, D1, D2, SG, SGo;
 } coef_t;
 
-/* The loss of one element and the coefficients of its gradient (see the top of the file). */
+/* The column term k0 + k1 x^cq, x = ca + cs p_y > 0 (0 where x = 0), and its derivative with
+ * respect to log p_y, k1 cq cs p_y x^(cq - 1) (computed only when k1 != 0: cv = cd = 0 otherwise). */
+typedef struct {
+    float v, d;
+} col_t;
+
+static inline __attribute__((always_inline)) col_t colterm(float py, const prm_t *P) {
+    col_t o;
+    float x = P->ca + P->cs * py;
+    float xq1 = rexp((P->cq - 1.0f) * rlog(x > TINY ? x : TINY));
+    xq1 = x > 0.0f ? xq1 : 0.0f;
+    o.v = P->k0 + P->k1 * x * xq1;
+    o.d = P->k1 * P->cq * P->cs * py * xq1;
+    return o;
+}
+
+/* The loss of one element and the coefficients of its gradient (see the top of the file). Snd and
+ * Sndl are the sums of nd and ndl over the classes other than the largest (tm: that class's
+ * terms); SGo = sum_{k != max} G_k, so that the largest class's gradient G_m - p_m sum_k G_k
+ * = G_m (1 - p_m) - p_m SGo is formed without cancellation when it saturates (ymax: y is it). */
 static inline __attribute__((always_inline)) coef_t coefs(terms_t ty, float py, float uy, float Sfl,
                                                           float Snd, float Sf, float Sndl,
+                                                          terms_t tm, int ymax, float cv, float cd,
                                                           const prm_t *P, const int nn) {
     coef_t k;
     int n = P->a_n != 0.0f; /* (an unused part's terms are not formed) */
@@ -168,16 +210,18 @@ static inline __attribute__((always_inline)) coef_t coefs(terms_t ty, float py, 
     float Ln = n ? FLy * rS : 0.0f;
     k.l = P->a_f * FLy + P->a_n * Ln + P->c * uy;
     k.Cy = -P->a_f * ty.nd - P->c * py - P->a_n * ty.nd * rS;
+    k.l += cv;
+    k.Cy += cd;
     k.D1 = P->a_n * Ln * rS;
     k.D2 = 0.0f;
-    k.SG = k.Cy + k.D1 * Snd;
     if (nn) {
         float rSf = 1.0f / Sf, Lnn = ty.fc * rSf;
         k.l += P->a_nn * (1.0f - Lnn);
         k.Cy -= P->a_nn * ty.ndl * rSf;
         k.D2 = P->a_nn * Lnn * rSf;
-        k.SG = k.Cy + k.D1 * Snd + k.D2 * Sndl;
     }
+    k.SGo = (ymax ? 0.0f : k.Cy) + k.D1 * Snd + (nn ? k.D2 * Sndl : 0.0f);
+    k.SG = k.SGo + (ymax ? k.Cy : 0.0f) + k.D1 * tm.nd + (nn ? k.D2 * tm.ndl : 0.0f);
     return k;
 }
 
@@ -212,23 +256,26 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
         }
         soft_t sp = softparts(m, sr);
         float inv = sp.inv, lse = sp.lse, lpm = sp.lpm, um = sp.um;
-        float Sfl = 0.0f, Snd = 0.0f, Sf = 0.0f, Sndl = 0.0f;
+        float Sfl = 0.0f, Snd = 0.0f, Sf = 0.0f, Sndl = 0.0f; /* (Snd, Sndl: without the largest) */
 #pragma omp simd reduction(+ : Sfl, Snd, Sf, Sndl)
         for (int64_t k = 0; k < C; k++) {
             int ism = k == im;
             float p = E[k] * inv;
             terms_t o = elem(p, ism ? lpm : zr[k] - lse, ism ? um : 1.0f - p, ism, P, gm, nn);
             Sfl += o.f;
-            Snd += o.nd;
+            Snd += ism ? 0.0f : o.nd;
             Sf += o.fc;
-            Sndl += o.ndl;
+            Sndl += ism ? 0.0f : o.ndl;
             if (gr) gr[k] = o.nd;
         }
         int64_t yy = y[r];
         int ismy = yy == im;
         float py = E[yy] * inv, uy = ismy ? um : 1.0f - py;
         terms_t ty = elem(py, ismy ? lpm : zr[yy] - lse, uy, ismy, P, gm, nn);
-        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, P, nn);
+        terms_t tm = elem(E[im] * inv, lpm, um, 1, P, gm, nn);
+        col_t ct = {0.0f, 0.0f};
+        if (P->k1 != 0.0f) ct = colterm(py, P);
+        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, tm, ismy, ct.v, ct.d, P, nn);
         ell[r] = w * k.l;
         if (!gr) continue;
         float wf = w * P->fac, d1 = wf * k.D1, d2 = wf * k.D2, sg = wf * k.SG, na = -P->A;
@@ -242,6 +289,9 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
             gr[k2] = gr[k2] * d - E[k2] * inv * sg;
         }
         gr[yy] += wf * k.Cy;
+        /* the largest class: G_m (1 - p_m) - p_m SGo */
+        float dm = nn && lpm >= na ? d1 + d2 : d1;
+        gr[im] = (tm.nd * dm + (ismy ? wf * k.Cy : 0.0f)) * um - E[im] * inv * wf * k.SGo;
     }
 }
 
@@ -254,8 +304,8 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
                                                          int64_t C, const prm_t *P, float *E,
                                                          const int gm, const int nn) {
     float m[BLK], inv[BLK], lse[BLK], lpm[BLK], um[BLK], w[BLK];
-    float Sfl[BLK], Snd[BLK], Sf[BLK], Sndl[BLK];
-    float cy[BLK], d1[BLK], d2[BLK], sg[BLK];
+    float Sfl[BLK], Snd[BLK], Sf[BLK], Sndl[BLK], ndm[BLK], ndlm[BLK];
+    float cy[BLK], d1[BLK], d2[BLK], sg[BLK], sgo[BLK];
     int32_t im[BLK], yb[BLK];
     const float *zb = z + v0;
 #pragma omp simd
@@ -264,7 +314,7 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
         im[b] = 0;
         yb[b] = (int32_t)y[v0 + b];
         w[b] = ew ? ew[v0 + b] : 1.0f;
-        Sfl[b] = Snd[b] = Sf[b] = Sndl[b] = 0.0f;
+        Sfl[b] = Snd[b] = Sf[b] = Sndl[b] = ndm[b] = ndlm[b] = 0.0f;
         lse[b] = 0.0f;
     }
     for (int64_t k = 0; k < C; k++) {
@@ -304,12 +354,25 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
             terms_t o = elem(p, ism ? lpm[b] : zb[k * V + b] - lse[b], u, ism, P, gm, nn);
             E[k * BLK + b] = p;
             Sfl[b] += o.f;
-            Snd[b] += o.nd;
+            Snd[b] += ism ? 0.0f : o.nd; /* (the largest class apart) */
+            ndm[b] = ism ? o.nd : ndm[b];
             if (nn) {
                 Sf[b] += o.fc;
-                Sndl[b] += o.ndl;
+                Sndl[b] += ism ? 0.0f : o.ndl;
+                ndlm[b] = ism ? o.ndl : ndlm[b];
             }
             if (gk) gk[b] = o.nd;
+        }
+    }
+    float cv[BLK], cd[BLK]; /* the column term (a loop of its own: only when there is one) */
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) cv[b] = cd[b] = 0.0f;
+    if (P->k1 != 0.0f) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            col_t ct = colterm(E[yb[b] * BLK + b], P);
+            cv[b] = ct.v;
+            cd[b] = ct.d;
         }
     }
 #pragma omp simd
@@ -319,7 +382,8 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
         float py = E[ky * BLK + b];
         float uy = ism ? um[b] : 1.0f - py;
         terms_t ty = elem(py, ism ? lpm[b] : zb[ky * V + b] - lse[b], uy, ism, P, gm, nn);
-        coef_t k = coefs(ty, py, uy, Sfl[b], Snd[b], Sf[b], Sndl[b], P, nn);
+        terms_t tm = {0.0f, ndm[b], 0.0f, ndlm[b]};
+        coef_t k = coefs(ty, py, uy, Sfl[b], Snd[b], Sf[b], Sndl[b], tm, ism, cv[b], cd[b], P, nn);
         int live = w[b] != 0.0f;
         float wf = w[b] * P->fac;
         ell[v0 + b] = live ? w[b] * k.l : 0.0f;
@@ -327,6 +391,7 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
         d1[b] = live ? wf * k.D1 : 0.0f;
         d2[b] = live ? wf * k.D2 : 0.0f;
         sg[b] = live ? wf * k.SG : 0.0f;
+        sgo[b] = live ? wf * k.SGo : 0.0f;
     }
     if (!g) return;
     float na = -P->A;
@@ -339,7 +404,11 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
                 float lp = k == im[b] ? lpm[b] : zb[k * V + b] - lse[b];
                 d = lp >= na ? d1[b] + d2[b] : d1[b];
             }
-            float v = gk[b] * d - E[k * BLK + b] * sg[b] + (k == yb[b] ? cy[b] : 0.0f);
+            float gy = k == yb[b] ? cy[b] : 0.0f;
+            float v = gk[b] * d - E[k * BLK + b] * sg[b] + gy;
+            /* the largest class: G_m (1 - p_m) - p_m SGo (no cancellation at saturation) */
+            float vm = (gk[b] * d + gy) * um[b] - E[k * BLK + b] * sgo[b];
+            v = k == im[b] ? vm : v;
             gk[b] = w[b] != 0.0f ? v : 0.0f;
         }
     }
@@ -372,12 +441,12 @@ typedef void (*grid_fn)(const float *, const int64_t *, const float *, float *, 
         grid_k(z, y, ew, ell, g, V, v0, nb, C, P, E, G, NN);                                       \
     }
 INSTANCES(0, 0) INSTANCES(0, 1) INSTANCES(1, 0) INSTANCES(1, 1) INSTANCES(2, 0)
-INSTANCES(2, 1) INSTANCES(3, 0) INSTANCES(3, 1) INSTANCES(4, 0) INSTANCES(4, 1)
+INSTANCES(2, 1) INSTANCES(3, 0) INSTANCES(3, 1) INSTANCES(4, 0) INSTANCES(4, 1) INSTANCES(5, 0)
 #undef INSTANCES
-static const rows_fn ROWS_FN[10] = {rows_0_0, rows_0_1, rows_1_0, rows_1_1, rows_2_0,
-                                    rows_2_1, rows_3_0, rows_3_1, rows_4_0, rows_4_1};
-static const grid_fn GRID_FN[10] = {grid_0_0, grid_0_1, grid_1_0, grid_1_1, grid_2_0,
-                                    grid_2_1, grid_3_0, grid_3_1, grid_4_0, grid_4_1};
+static const rows_fn ROWS_FN[11] = {rows_0_0, rows_0_1, rows_1_0, rows_1_1, rows_2_0, rows_2_1,
+                                    rows_3_0, rows_3_1, rows_4_0, rows_4_1, rows_5_0};
+static const grid_fn GRID_FN[11] = {grid_0_0, grid_0_1, grid_1_0, grid_1_1, grid_2_0, grid_2_1,
+                                    grid_3_0, grid_3_1, grid_4_0, grid_4_1, grid_5_0};
 
 static void run_grid(job_t *j, float *E) {
     grid_fn f = GRID_FN[j->gm * 2 + j->nn];
@@ -457,14 +526,15 @@ static int run_threads(void *jobs, size_t size, int64_t t, void *(*fn)(void *)) 
 
 /* Entry point. z: (N, C, V) float32 (V = 1: rows layout of N rows), y: (N, V) int64 in [0, C),
  * ew: (N, V) element weights or NULL (all 1; 0 gives a zero loss and gradient), ell: (N, V) out,
- * g: (N, C, V) out or NULL (no gradient). prm: gamma, a_f, a_n, a_nn, c, A, kc, fac. gm: the gamma
- * case of elem (0-4); the NNFL terms are formed when a_nn != 0. Returns 0, or 1 when memory could
- * not be allocated. */
+ * g: (N, C, V) out or NULL (no gradient). prm: gamma, a_f, a_n, a_nn, c, A, kc, fac, k0, k1, ca,
+ * cs, cq (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when a_nn != 0 (not with
+ * gm = 5). Returns 0, or 1 when memory could not be allocated. */
 int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, float *g, int64_t N,
              int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
     job_t base = {z, y, ew, ell, g, N, C, V, 0, 0,
-                  {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7]},
-                  gm < 0 || gm > 4 ? 4 : gm, prm[3] != 0.0f};
+                  {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7], prm[8], prm[9],
+                   prm[10], prm[11], prm[12]},
+                  gm < 0 || gm > 5 ? 4 : gm, prm[3] != 0.0f && gm != 5};
     int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
     int64_t t = n_threads(nthreads, items, N * C * V);
     job_t jobs[64];

@@ -34,7 +34,11 @@ from torch import Tensor
 __all__ = ["FocalTerms", "dice", "focal_family", "kernel"]
 
 _SRC = Path(__file__).with_name("_fused.c")
-_BASE_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"]
+# (-fno-trapping-math: comparisons may be if-converted into vector selects; no FP exception flag is
+# read, and no value changes: unlike -ffast-math there is no reassociation or finite-math assumption)
+_BASE_FLAGS = [
+    "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-fPIC", "-shared", "-pthread"
+]
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -133,46 +137,59 @@ def kernel() -> ctypes.CDLL | None:
 
 class FocalTerms:
     """Coefficients of a loss of the focal family (see ``_fused.c``):
-    ``a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y)``.
+    ``a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq``.
 
+    ``kind``: the classes' terms ``FL_k``, ``"focal"`` (``-(1 - p_k)^gamma log p_k``) or ``"gce"``
+    (NGCE's ``1 - p_k^gamma``). ``col``: the column term's ``(k0, k1, ca, cs, cq)`` (AGCE, AUL).
     ``combine`` adds two such losses (an active-passive sum); it returns None when they cannot share
-    one kernel call (different ``gamma`` or NNFL floors)."""
+    one kernel call (different ``gamma``, kinds or NNFL floors, or two column terms)."""
 
-    __slots__ = ("a_f", "a_n", "a_nn", "c", "gamma", "min_prob")
+    __slots__ = ("a_f", "a_n", "a_nn", "c", "col", "gamma", "kind", "min_prob")
 
     def __init__(
         self, gamma: float | None = None, a_f: float = 0.0, a_n: float = 0.0, a_nn: float = 0.0,
-        c: float = 0.0, min_prob: float | None = None,
+        c: float = 0.0, min_prob: float | None = None, kind: str = "focal",
+        col: tuple[float, float, float, float, float] | None = None,
     ) -> None:
         self.gamma, self.a_f, self.a_n, self.a_nn, self.c = gamma, a_f, a_n, a_nn, c
-        self.min_prob = min_prob
+        self.min_prob, self.kind, self.col = min_prob, kind, col
 
     def scaled(self, w: float) -> FocalTerms:
+        col = None if self.col is None else (w * self.col[0], w * self.col[1], *self.col[2:])
         return FocalTerms(self.gamma, w * self.a_f, w * self.a_n, w * self.a_nn, w * self.c,
-                          self.min_prob)
+                          self.min_prob, self.kind, col)
 
     def combine(self, other: FocalTerms) -> FocalTerms | None:
-        if None not in (self.gamma, other.gamma) and self.gamma != other.gamma:
+        if None not in (self.gamma, other.gamma) and (
+            self.gamma != other.gamma or self.kind != other.kind
+        ):
             return None
         if None not in (self.min_prob, other.min_prob) and self.min_prob != other.min_prob:
             return None
-        return FocalTerms(
-            self.gamma if self.gamma is not None else other.gamma,
-            self.a_f + other.a_f, self.a_n + other.a_n, self.a_nn + other.a_nn, self.c + other.c,
-            self.min_prob if self.min_prob is not None else other.min_prob,
+        if self.col is not None and other.col is not None:
+            return None
+        lead = self if self.gamma is not None else other
+        out = FocalTerms(
+            lead.gamma, self.a_f + other.a_f, self.a_n + other.a_n, self.a_nn + other.a_nn,
+            self.c + other.c, self.min_prob if self.min_prob is not None else other.min_prob,
+            lead.kind, self.col if self.col is not None else other.col,
         )
+        if out.kind == "gce" and out.a_nn:  # (the floor's terms are of the focal kind)
+            return None
+        return out
 
     def params(self, fac: float) -> tuple[list[float], int]:
-        """The kernel's parameter vector and its ``gamma`` case."""
+        """The kernel's parameter vector and its case ``gm`` of the classes' terms."""
         g = float(self.gamma or 0.0)
-        gm = {0.0: 0, 0.5: 1, 1.0: 2, 2.0: 3}.get(g, 4)
+        gm = 5 if self.kind == "gce" else {0.0: 0, 0.5: 1, 1.0: 2, 2.0: 3}.get(g, 4)
         if self.a_nn:
             mp = float(self.min_prob)  # type: ignore[arg-type]
             A = -math.log(mp)
             kc = A * -math.expm1(g * math.log1p(-mp))  # f of a clamped class: A (1 - (1 - mp)^g)
         else:
             A, kc = math.inf, 0.0  # (no floor: every class is live)
-        return [g, self.a_f, self.a_n, self.a_nn, self.c, A, kc, fac], gm
+        col = self.col if self.col is not None else (0.0, 0.0, 1.0, 1.0, 1.0)
+        return [g, self.a_f, self.a_n, self.a_nn, self.c, A, kc, fac, *col], gm
 
 
 def usable(z: Tensor) -> bool:

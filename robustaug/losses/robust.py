@@ -583,6 +583,9 @@ class NGCE(RobustLoss):
         num_y = -torch.expm1(self.q * logp.gather(1, target.unsqueeze(1)).squeeze(1))
         return self.scale * num_y / (-torch.expm1(self.q * logp)).sum(1)
 
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(self.q, a_n=self.scale, kind="gce")
+
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor, w: float = 1.0):
         scale = self.scale * w  # (w: weight of this part in a composite loss)
         # f_k = 1 - p_k^q, f'_k = -q p_k^q, S = C - sum_k p_k^q
@@ -647,6 +650,10 @@ class AGCE(RobustLoss):
         p = logp.exp()
         return self.scale * ((self.a + 1) ** self.q - (self.a + p) ** self.q) / self.q
 
+    def _focal_terms(self) -> FocalTerms:
+        k = self.scale / self.q  # k (a + 1)^q - k (a + p)^q
+        return FocalTerms(col=(k * (self.a + 1) ** self.q, -k, self.a, 1.0, self.q))
+
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         p = s.exp()
         apq1 = (self.a + p) ** (self.q - 1)
@@ -681,6 +688,10 @@ class AUL(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         p = logp.exp()
         return self.scale * ((self.a - p) ** self.q - (self.a - 1) ** self.q) / self.q
+
+    def _focal_terms(self) -> FocalTerms:
+        k = self.scale / self.q  # k (a - p)^q - k (a - 1)^q
+        return FocalTerms(col=(-k * (self.a - 1) ** self.q, k, self.a, -1.0, self.q))
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         p = s.exp()

@@ -18,8 +18,10 @@ import torch
 
 from robustaug.losses import (
     ANL,
+    AUL,
     MAE,
     NFL,
+    NGCE,
     NNFL,
     ActivePassive,
     FocalLoss,
@@ -52,6 +54,12 @@ LOSSES = [
     ("anl", lambda **kw: ANL(**kw), 10.0),
     ("anl_fl", lambda **kw: ANL(active="nfl", gamma=0.7, **kw), 10.0),
     ("focal+mae", lambda **kw: ActivePassive("focal", MAE(scale=2.0), 0.5, 2.0, **kw), 4.5),
+    ("ngce", lambda **kw: NGCE(**kw), 1.0),
+    ("ngce_q0.3_scale2", lambda **kw: NGCE(q=0.3, scale=2.0, **kw), 2.0),
+    ("nce+agce", lambda **kw: robust_loss("nce+agce", **kw), 15.0),
+    ("nce+aul", lambda **kw: robust_loss("nce+aul", **kw), 12.0),
+    ("nfl+agce", lambda **kw: ActivePassive("nfl", "agce", **kw), 2.0),
+    ("ngce+aul", lambda **kw: ActivePassive("ngce", AUL(a=3.0, q=0.5), 1.0, 2.0, **kw), 3.0),
 ]
 
 #: (id, shape, memory format transform)
@@ -234,9 +242,10 @@ def test_terms_that_cannot_share_a_call_use_the_eager_code(spy):
     z = logits((8, 5), seed=10, dtype=torch.float32)
     y = labels(8, 5, seed=10)
     assert ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0))._focal_terms() is None
-    assert ActivePassive("nfl", "agce")._focal_terms() is None
+    assert ActivePassive("ngce", NNFL(gamma=0.7), active_kw={"q": 0.7})._focal_terms() is None
+    assert ActivePassive("nce", "ael")._focal_terms() is None
     assert robust_loss("gce")._focal_terms() is None
-    for loss in (ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), robust_loss("mae")):
+    for loss in (ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), robust_loss("mae"), AUL()):
         loss(z, y)
     assert not spy
 
