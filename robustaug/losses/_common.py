@@ -34,6 +34,7 @@ which is a single pass).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -336,20 +337,21 @@ class _IndexLossFn(torch.autograd.Function):
         return gz, None, None, None, None, None
 
 
-class _FusedFocalFn(torch.autograd.Function):
-    """The focal family (focal loss, NFL, NNFL, their sums with MAE/RCE) for integer targets and
-    float32 CPU logits through the fused kernel of :mod:`robustaug.losses._fused`: the softmax, the
-    per-element loss and the gradient per unit of incoming gradient in one call (the reduction's
-    weights folded in, as in :class:`_IndexLossFn`), so the backward is at most one pass."""
+class _FusedFn(torch.autograd.Function):
+    """A per-element loss for integer targets and float32 CPU logits through a fused kernel of
+    :mod:`robustaug.losses._fused` (``call(z, y, ew, fac, grad)``, from the loss's
+    :meth:`RobustLoss._fused_call`): the softmax, the per-element loss and the gradient per unit of
+    incoming gradient in one call (the reduction's weights folded in, as in :class:`_IndexLossFn`),
+    so the backward is at most one pass."""
 
     @staticmethod
-    def forward(ctx, z, y, ew, terms, reduction):  # type: ignore[override]
+    def forward(ctx, z, y, ew, call, reduction):  # type: ignore[override]
         fac: float = 1.0
         denom: float | int = 0
         if reduction == "mean":
             denom = y.numel() if ew is None else float(ew.sum())
             fac = 1.0 / denom if denom else math.nan  # (no element: a 0/0 mean, as torch's)
-        ell, g = _fused.focal_family(z, y, ew, terms, fac, grad=ctx.needs_input_grad[0])
+        ell, g = call(z, y, ew, fac, ctx.needs_input_grad[0])
         ctx.reduction = reduction
         ctx.save_for_backward(g)
         if reduction == "none":
@@ -746,6 +748,15 @@ class RobustLoss(nn.Module):
         is not of that family."""
         return None
 
+    def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]] | None:
+        """A fused kernel computing this loss for float32 CPU logits ``z`` with integer targets,
+        called as ``call(z, y, ew, fac, grad)`` (see :class:`_FusedFn`); None: the eager code. By
+        default the focal-family kernel, for the losses that have terms with classes' terms."""
+        terms = self._focal_terms()
+        if terms is None or terms.gamma is None:
+            return None
+        return functools.partial(_fused.focal_family, terms=terms)
+
     def _has_analytic(self) -> bool:
         cls = type(self)
         return cls._index_terms is not RobustLoss._index_terms or (
@@ -846,9 +857,9 @@ class RobustLoss(nn.Module):
         with no_autocast(z.device.type):
             if not soft and self._has_analytic():
                 ew = self._weights(target, soft, valid, z.dtype)
-                terms = self._focal_terms()
-                if terms is not None and terms.gamma is not None and _fused.usable(z):
-                    return _FusedFocalFn.apply(z, target, ew, terms, self.reduction)
+                call = self._fused_call(z) if _fused.usable(z) else None
+                if call is not None:
+                    return _FusedFn.apply(z, target, ew, call, self.reduction)
                 return _IndexLossFn.apply(z, target, ew, valid, self, self.reduction)
             logp = F.log_softmax(z, dim=1)
             ew = self._weights(target, soft, valid, z.dtype)

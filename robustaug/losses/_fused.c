@@ -782,3 +782,148 @@ int rf_dice(const float *z, const int64_t *y, const float *a, float *g, float *l
     }
     return run_threads(jobs, sizeof(djob_t), t, run_djob);
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * Loss corrections with a transition matrix T (Patrini et al., CVPR 2017), integer targets; M is
+ * (C, C) and its row y is read for an element of label y:
+ *
+ *   backward (mode 0), M = T^-1, s = row sums of M: l = -sum_j M_yj log p_j = s_y lse - sum_j M_yj z_j,
+ *       dl/dz_k = s_y p_k - M_yk;
+ *   forward (mode 1), M = T^T: q = sum_j T_jy p_j (floored at the smallest normal float), l = -log q,
+ *       dl/dz_k = p_k (q_raw - M_yk) / q (= p_k (1 - T_ky / q) unless floored).
+ *
+ * Elements weighted by ew (0: zero loss and gradient), the gradient scaled by fac, in blocks of BLK
+ * elements whose classes lie V apart (grids, or transposed blocks of rows).
+ * ------------------------------------------------------------------------------------------------ */
+static inline __attribute__((always_inline)) void corr_k(const float *z, const int64_t *y,
+                                                         const float *ew, float *ell, float *g,
+                                                         int64_t V, int64_t v0, int64_t nb,
+                                                         int64_t C, const float *M, const float *sM,
+                                                         float fac, float *E, const int mode) {
+    float m[BLK], s[BLK], acc[BLK], w[BLK], cf[BLK], ck[BLK];
+    int32_t yb[BLK];
+    const float *zb = z + v0;
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        m[b] = -INFINITY;
+        s[b] = acc[b] = 0.0f;
+        yb[b] = (int32_t)y[v0 + b];
+        w[b] = ew ? ew[v0 + b] : 1.0f;
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) m[b] = zb[k * V + b] > m[b] ? zb[k * V + b] : m[b];
+    }
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float zk = zb[k * V + b];
+            float e = rexp(zk - m[b]);
+            E[k * BLK + b] = e;
+            s[b] += e;
+            acc[b] += M[yb[b] * C + k] * (mode == 0 ? zk : e); /* (forward: times 1/s below) */
+        }
+    }
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        float inv = 1.0f / s[b], l, wf = w[b] * fac;
+        if (mode == 0) {
+            float sy = sM[yb[b]];
+            l = sy * (m[b] + rlog(s[b])) - acc[b];
+            cf[b] = wf * sy;  /* gz = cf p - ck M_yk */
+            ck[b] = wf;
+        } else {
+            float q0 = acc[b] * inv, q = q0 < TINY ? TINY : q0;
+            l = -rlog(q);
+            cf[b] = wf * q0 / q;
+            ck[b] = wf / q;   /* gz = p (cf - ck M_yk) */
+        }
+        s[b] = inv;
+        ell[v0 + b] = w[b] != 0.0f ? w[b] * l : 0.0f;
+    }
+    if (!g) return;
+    for (int64_t k = 0; k < C; k++) {
+        float *gk = g + k * V + v0;
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) {
+            float p = E[k * BLK + b] * s[b], mk = M[yb[b] * C + k];
+            float v = mode == 0 ? cf[b] * p - ck[b] * mk : p * (cf[b] - ck[b] * mk);
+            gk[b] = w[b] != 0.0f ? v : 0.0f;
+        }
+    }
+}
+
+static void corr_0(const float *z, const int64_t *y, const float *ew, float *ell, float *g,
+                   int64_t V, int64_t v0, int64_t nb, int64_t C, const float *M, const float *sM,
+                   float fac, float *E) {
+    corr_k(z, y, ew, ell, g, V, v0, nb, C, M, sM, fac, E, 0);
+}
+
+static void corr_1(const float *z, const int64_t *y, const float *ew, float *ell, float *g,
+                   int64_t V, int64_t v0, int64_t nb, int64_t C, const float *M, const float *sM,
+                   float fac, float *E) {
+    corr_k(z, y, ew, ell, g, V, v0, nb, C, M, sM, fac, E, 1);
+}
+
+typedef struct {
+    const float *z, *ew, *M, *sM;
+    const int64_t *y;
+    float *ell, *g;
+    int64_t N, C, V, i0, i1; /* rows, or (sample, block) pairs, as job_t */
+    float fac;
+    int mode;
+} cjob_t;
+
+static void *run_cjob(void *arg) {
+    cjob_t *j = (cjob_t *)arg;
+    int64_t C = j->C, V = j->V;
+    float *W = (float *)malloc((size_t)C * BLK * (V == 1 ? 3 : 1) * sizeof(float));
+    if (!W) return (void *)(intptr_t)1;
+    void (*f)(const float *, const int64_t *, const float *, float *, float *, int64_t, int64_t,
+              int64_t, int64_t, const float *, const float *, float, float *) =
+        j->mode == 0 ? corr_0 : corr_1;
+    if (V == 1) {
+        float *T = W + C * BLK, *Gs = W + 2 * C * BLK;
+        for (int64_t r0 = j->i0; r0 < j->i1; r0 += BLK) {
+            int64_t nb = j->i1 - r0 < BLK ? j->i1 - r0 : BLK;
+            const float *zb = j->z + r0 * C;
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
+            f(T, j->y + r0, j->ew ? j->ew + r0 : NULL, j->ell + r0, j->g ? Gs : NULL, BLK, 0, nb,
+              C, j->M, j->sM, j->fac, W);
+            if (!j->g) continue;
+            float *go = j->g + r0 * C;
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t k = 0; k < C; k++) go[b * C + k] = Gs[k * BLK + b];
+        }
+    } else {
+        int64_t nblk = (V + BLK - 1) / BLK, CV = C * V;
+        for (int64_t i = j->i0; i < j->i1; i++) {
+            int64_t n = i / nblk, v0 = (i % nblk) * BLK;
+            int64_t nb = V - v0 < BLK ? V - v0 : BLK;
+            f(j->z + n * CV, j->y + n * V, j->ew ? j->ew + n * V : NULL, j->ell + n * V,
+              j->g ? j->g + n * CV : NULL, V, v0, nb, C, j->M, j->sM, j->fac, W);
+        }
+    }
+    free(W);
+    return NULL;
+}
+
+/* Entry point. z: (N, C, V) float32 (V = 1: rows), y: (N, V) int64 in [0, C), ew: (N, V) or NULL,
+ * ell: (N, V) out (ew times the loss), g: (N, C, V) out (the gradient times ew fac) or NULL; M:
+ * (C, C), sM: (C,) its row sums (mode 0); mode 0 backward, 1 forward. Returns 0, or 1 when memory
+ * could not be allocated. */
+int rf_correction(const float *z, const int64_t *y, const float *ew, float *ell, float *g,
+                  int64_t N, int64_t C, int64_t V, const float *M, const float *sM, float fac,
+                  int mode, int nthreads) {
+    cjob_t base = {z, ew, M, sM, y, ell, g, N, C, V, 0, 0, fac, mode != 0};
+    int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
+    int64_t t = n_threads(nthreads, items, N * C * V);
+    cjob_t jobs[64];
+    for (int64_t i = 0; i < t; i++) {
+        jobs[i] = base;
+        jobs[i].i0 = items * i / t;
+        jobs[i].i1 = items * (i + 1) / t;
+    }
+    return run_threads(jobs, sizeof(cjob_t), t, run_cjob);
+}

@@ -26,12 +26,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["FocalTerms", "dice", "focal_family", "kernel"]
+__all__ = ["FocalTerms", "correction", "dice", "focal_family", "kernel"]
 
 _SRC = Path(__file__).with_name("_fused.c")
 # (-fno-trapping-math: comparisons may be if-converted into vector selects; no FP exception flag is
@@ -96,11 +97,12 @@ def _build() -> ctypes.CDLL | None:
                 dll = ctypes.CDLL(str(_compiled(cc, flags, cache, f"rf_focal_{key}.so")))
             except (OSError, subprocess.SubprocessError):
                 continue
+            vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
             for fn in (dll.rf_focal, dll.rf_dice):  # (pointers, then N, C, V, prm, gm, threads)
-                fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [
-                    ctypes.c_void_p, ctypes.c_int, ctypes.c_int
-                ]
+                fn.restype = i32
+                fn.argtypes = [vp] * 5 + [i64] * 3 + [vp, i32, i32]
+            dll.rf_correction.restype = i32
+            dll.rf_correction.argtypes = [vp] * 5 + [i64] * 3 + [vp, vp, ctypes.c_float, i32, i32]
             return dll
     return None
 
@@ -211,13 +213,44 @@ def _layout(z: Tensor) -> tuple[Tensor, bool]:
 
 
 def focal_family(
-    z: Tensor, y: Tensor, ew: Tensor | None, terms: FocalTerms, fac: float, grad: bool
+    z: Tensor, y: Tensor, ew: Tensor | None, fac: float, grad: bool, *, terms: FocalTerms
 ) -> tuple[Tensor, Tensor | None]:
     """Per-element loss ``ew * l`` with ``y``'s shape and, if ``grad``, its gradient with respect to
     ``z`` times ``ew * fac`` (zero where ``ew`` is 0), in ``z``'s memory format.
 
     ``z``: float32 CPU logits ``(N, C, *)``; ``y``: class indices in ``[0, C)``; ``ew``: element
     weights or None (all 1)."""
+    prm, gm = terms.params(fac)
+    prm_t = torch.tensor(prm, dtype=torch.float32)
+    return _elementwise(
+        "rf_focal", z, y, ew, grad, lambda lib, *a: lib.rf_focal(*a, prm_t.data_ptr(), gm, _threads())
+    )
+
+
+def correction(
+    z: Tensor, y: Tensor, ew: Tensor | None, fac: float, grad: bool, *, M: Tensor, row_sums: Tensor,
+    forward: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Backward (``M = T^-1``, ``row_sums`` its row sums) or forward (``M = T^T``) loss correction:
+    per-element losses and gradient as :func:`focal_family` (see ``_fused.c``). ``M``: ``(C, C)``
+    float32 contiguous CPU."""
+    return _elementwise(
+        "rf_correction", z, y, ew, grad,
+        lambda lib, *a: lib.rf_correction(
+            *a, M.data_ptr(), row_sums.data_ptr(), fac, int(forward), _threads()
+        ),
+    )
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+def _elementwise(
+    name: str, z: Tensor, y: Tensor, ew: Tensor | None, grad: bool, run: Callable[..., int]
+) -> tuple[Tensor, Tensor | None]:
+    """Calls ``run(lib, z, y, ew, ell, g, N, C, V)`` with the layout of ``z`` (rows or grid), fresh
+    outputs and contiguous inputs; raises MemoryError if the kernel could not allocate."""
     lib = kernel()
     assert lib is not None
     z, rows = _layout(z)
@@ -228,16 +261,13 @@ def focal_family(
         ew = ew.to(torch.float32).contiguous()
     ell = torch.empty(y.shape, dtype=torch.float32)
     g = torch.empty_like(z) if grad else None
-    prm, gm = terms.params(fac)
-    prm_t = torch.tensor(prm, dtype=torch.float32)
     n_el, v_el = (n * v, 1) if rows else (n, v)
-    status = lib.rf_focal(
-        z.data_ptr(), y.data_ptr(), None if ew is None else ew.data_ptr(), ell.data_ptr(),
-        None if g is None else g.data_ptr(), n_el, c, v_el, prm_t.data_ptr(), gm,
-        torch.get_num_threads(),
+    status = run(
+        lib, z.data_ptr(), y.data_ptr(), None if ew is None else ew.data_ptr(), ell.data_ptr(),
+        None if g is None else g.data_ptr(), n_el, c, v_el,
     )
     if status:
-        raise MemoryError("robustaug fused loss kernel: out of memory for its scratch buffers.")
+        raise MemoryError(f"robustaug fused loss kernel {name}: out of memory for its scratch.")
     return ell, g
 
 
@@ -261,7 +291,7 @@ def dice(
     prm = torch.tensor([gamma, eps, kappa], dtype=torch.float32)
     status = lib.rf_dice(
         z.data_ptr(), y.data_ptr(), a.data_ptr(), g.data_ptr(), loss.data_ptr(), n, c, v,
-        prm.data_ptr(), gm, torch.get_num_threads(),
+        prm.data_ptr(), gm, _threads(),
     )
     if status:
         raise MemoryError("robustaug fused loss kernel: out of memory for its scratch buffers.")

@@ -6,11 +6,13 @@ Transition matrices are row-stochastic: ``T[i, j] = P(noisy = j | true = i)``. c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._common import LabelIndex, RobustLoss, class_dot, register_loss, rows_for_labels
 
 __all__ = ["ELR", "BackwardCorrected", "ForwardCorrected", "check_transition_matrix"]
@@ -67,8 +69,7 @@ class ForwardCorrected(RobustLoss):
         self.register_buffer("T", check_transition_matrix(T))
 
     def class_losses(self, logp: Tensor) -> Tensor:
-        if logp.shape[1] != self.T.shape[0]:
-            raise ValueError(f"T is {tuple(self.T.shape)} but input has {logp.shape[1]} classes.")
+        _check_classes(self.T, logp)
         lp = _class_view(logp)
         m = lp.amax(-1, keepdim=True).detach()
         mixed = torch.exp(lp - m) @ self.T.to(lp.dtype)
@@ -76,13 +77,22 @@ class ForwardCorrected(RobustLoss):
         out = -(torch.log(mixed.clamp_min(tiny)) + m)
         return out.movedim(-1, 1)
 
+    def _fused_call(self, z: Tensor):
+        _check_classes(self.T, z)
+        M = self.T.t().to(torch.float32).contiguous()  # row y: column y of T
+        return functools.partial(_fused.correction, M=M, row_sums=M, forward=True)
+
     def _index_terms(self, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor):
         # L = -log m, m = sum_i p_i T[i, y]; dL/dlog p_i = -p_i T[i, y] / m
-        if z.shape[1] != self.T.shape[0]:
-            raise ValueError(f"T is {tuple(self.T.shape)} but input has {z.shape[1]} classes.")
+        _check_classes(self.T, z)
         pt = rows_for_labels(self.T.t(), y.y, p, out=_scratch(y, p)).mul_(p)  # p_i T[i, y]
         mixed = pt.sum(1).clamp_min_(torch.finfo(p.dtype).tiny)
         return -torch.log(mixed), [(pt, -1.0 / mixed, mixed)], []
+
+
+def _check_classes(T: Tensor, z: Tensor) -> None:
+    if z.shape[1] != T.shape[0]:
+        raise ValueError(f"T is {tuple(T.shape)} but input has {z.shape[1]} classes.")
 
 
 def _scratch(y: LabelIndex, p: Tensor) -> Tensor | None:
@@ -113,15 +123,18 @@ class BackwardCorrected(RobustLoss):
         self.register_buffer("T_inv", torch.linalg.inv(T))
 
     def class_losses(self, logp: Tensor) -> Tensor:
-        if logp.shape[1] != self.T.shape[0]:
-            raise ValueError(f"T is {tuple(self.T.shape)} but input has {logp.shape[1]} classes.")
+        _check_classes(self.T, logp)
         lp = _class_view(-logp)
         return (lp @ self.T_inv.to(lp.dtype).T).movedim(-1, 1)
 
+    def _fused_call(self, z: Tensor):
+        _check_classes(self.T, z)
+        M = self.T_inv.to(torch.float32).contiguous()
+        return functools.partial(_fused.correction, M=M, row_sums=M.sum(1), forward=False)
+
     def _index_terms(self, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor):
         # L = -sum_j Tinv[y, j] log p_j; dL/dlog p_j = -Tinv[y, j]
-        if z.shape[1] != self.T.shape[0]:
-            raise ValueError(f"T is {tuple(self.T.shape)} but input has {z.shape[1]} classes.")
+        _check_classes(self.T, z)
         R = rows_for_labels(self.T_inv, y.y, p, out=_scratch(y, p))
         rs = self.T_inv.to(p.dtype).sum(1)[y.y]
         if p.dim() == 2:  # the class sum through a workspace product (no fresh temporary)

@@ -24,7 +24,9 @@ from robustaug.losses import (
     NGCE,
     NNFL,
     ActivePassive,
+    BackwardCorrected,
     FocalLoss,
+    ForwardCorrected,
     NoiseRobustDice,
     _fused,
     robust_loss,
@@ -325,3 +327,58 @@ def test_fused_dice_threads_and_paths(dice_spy):
     _run(loss, z, y2)
     _run(loss, z, torch.softmax(z, 1))
     assert len(dice_spy) == 2
+
+
+def _transition(c: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    R = torch.rand(c, c, generator=g, dtype=torch.float64)
+    return 0.7 * torch.eye(c, dtype=torch.float64) + 0.3 * R / R.sum(1, keepdim=True)
+
+
+@pytest.fixture
+def corr_spy(monkeypatch):
+    calls = []
+    real = _fused.correction
+
+    def wrapped(*a, **k):
+        calls.append(a[0].shape)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_fused, "correction", wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[x[0] for x in LAYOUTS])
+@pytest.mark.parametrize("cls", [ForwardCorrected, BackwardCorrected])
+def test_fused_corrections_match_float64_eager(cls, layout, reduction, corr_spy, monkeypatch):
+    """Values to float32 rounding; gradients at least as accurate as the eager float32 code (at
+    saturation both cancel to rounding level), with class weights and ignored elements."""
+    _, shape, fmt = layout
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    for seed, scale in ((0, 1.0), (1, 6.0), (2, 50.0)):
+        z = _make(shape, fmt, seed, scale)
+        y = labels(n, c, spatial, seed=seed)
+        kw = {}
+        if seed == 1:  # weights and ignored elements
+            y[torch.rand(y.shape, generator=torch.Generator().manual_seed(3)) < 0.2] = -100
+            kw["weight"] = torch.linspace(0.5, 1.5, c, dtype=torch.float64)
+        loss = cls(_transition(c, seed), reduction=reduction, **kw)
+        v64, g64 = _run(loss, z, y)
+        ncalls = len(corr_spy)
+        v32, g32 = _run(loss, z.float(), y)
+        assert len(corr_spy) == ncalls + 1, "the float32 CPU call did not use the kernel"
+        assert torch.isfinite(g32).all() and g32.shape == z.shape
+        assert (g32.movedim(1, -1)[y == -100] == 0).all()
+        torch.testing.assert_close(v32.double(), v64, rtol=2e-5, atol=2e-5)
+        with monkeypatch.context() as m:
+            m.setitem(_fused._state, "lib", None)
+            _, ge = _run(loss, z.float(), y)
+        err, err_eager = (g32.double() - g64).abs().max(), (ge.double() - g64).abs().max()
+        assert err <= 2 * err_eager + 1e-5 * g64.abs().max() + 1e-12, (err, err_eager)
+
+
+def test_fused_corrections_check_the_classes():
+    for cls in (ForwardCorrected, BackwardCorrected):
+        with pytest.raises(ValueError, match="classes"):
+            cls(_transition(4, 0))(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
