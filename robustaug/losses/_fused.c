@@ -5,7 +5,8 @@
  * One call of rf_focal computes, for every element (a sample, or a voxel of a segmentation map),
  * the softmax of its logits, the per-element loss
  *
- *   l = a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq,
+ *   l = a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq
+ *       + a_h H(p) - a_m log p_max,
  *
  *   FL_k = -(1 - p_k)^gamma log p_k,  S = sum_k FL_k          (focal, NFL, NCE: Lin et al. 2017;
  *                                                              Ma et al. 2020)
@@ -14,6 +15,9 @@
  *   c (1 - p_y)                                               (MAE, RCE: Ghosh et al. 2017;
  *                                                              Wang et al. 2019)
  *   k0 + k1 (ca + cs p_y)^cq                                  (AGCE, AUL: Zhou et al. 2021)
+ *   H(p) = -sum_k p_k log p_k, -log p_max                     (soft / hard bootstrapping with
+ *                                                              a_f FL_y, gamma = 0: Reed et al.
+ *                                                              2015)
  *
  * and its gradient with respect to the logits, gz_k = w (G_k - p_k sum_j G_j), where G is the
  * gradient with respect to log p (the log-softmax Jacobian). With FL' = dFL/dlog p
@@ -22,7 +26,8 @@
  *   G_k = [k = y] C_y + D_1 nd_k + D_2 nd_k [log p_k >= -A],   nd = -FL',
  *   C_y = -a_f nd_y - a_n nd_y / S - a_nn nd_y [log p_y >= -A] / S_f - c p_y
  *         + k1 cq cs p_y (ca + cs p_y)^(cq - 1),
- *   D_1 = a_n (FL_y / S) / S,  D_2 = a_nn (f_y / S_f) / S_f.
+ *   D_1 = a_n (FL_y / S) / S,  D_2 = a_nn (f_y / S_f) / S_f,
+ * plus -a_h p_k (log p_k + 1) for every class and -a_m at the largest (its first index).
  *
  * Numerics as in the eager code: the largest class's u is the sum of the other classes' exp
  * (exact near saturation, where 1 - p cancels), its log p is -log1p of that sum, and its t, which
@@ -50,6 +55,7 @@
 typedef struct {
     float gamma, a_f, a_n, a_nn, c, A, kc, fac;
     float k0, k1, ca, cs, cq; /* a column term k0 + k1 (ca + cs p_y)^cq (AGCE, AUL) */
+    float a_h, a_m; /* a_h H(p) = -a_h sum_k p_k log p_k, a_m (-log p_max) (bootstrapping) */
 } prm_t;
 
 typedef union {
@@ -138,7 +144,7 @@ static inline __attribute__((always_inline)) soft_t softparts(float m, float sr)
  * terms of NGCE instead, FL = 1 - p^q with q = gamma (Ma et al. 2020). gm and nn are compile-time
  * constants of each instantiation. */
 typedef struct {
-    float f, nd, fc, ndl;
+    float f, nd, fc, ndl, pl; /* (pl = p log p) */
 } terms_t;
 
 static inline __attribute__((always_inline)) terms_t elem(float p, float lp, float u, int ism,
@@ -150,9 +156,11 @@ static inline __attribute__((always_inline)) terms_t elem(float p, float lp, flo
         o.f = rexpm1(x);
         o.nd = P->gamma * (1.0f + o.f);
         o.fc = o.ndl = 0.0f;
+        o.pl = p * lp;
         return o;
     }
     float pl = p * lp;
+    o.pl = pl;
     float plc = pl < -u ? -u : (pl > 0.0f ? 0.0f : pl);
     pl = ism ? plc : pl;
     float ru, ug; /* u^(gamma - 1), u^gamma */
@@ -176,7 +184,7 @@ static inline __attribute__((always_inline)) terms_t elem(float p, float lp, flo
 }
 
 typedef struct {
-    float l, Cy, D1, D2, SG, SGo;
+    float l, Cy, D1, D2, SG, SGo, Gm;
 } coef_t;
 
 /* The column term k0 + k1 x^cq, x = ca + cs p_y > 0 (0 where x = 0), and its derivative with
@@ -201,8 +209,9 @@ static inline __attribute__((always_inline)) col_t colterm(float py, const prm_t
  * = G_m (1 - p_m) - p_m SGo is formed without cancellation when it saturates (ymax: y is it). */
 static inline __attribute__((always_inline)) coef_t coefs(terms_t ty, float py, float uy, float Sfl,
                                                           float Snd, float Sf, float Sndl,
-                                                          terms_t tm, int ymax, float cv, float cd,
-                                                          const prm_t *P, const int nn) {
+                                                          float Splo, terms_t tm, float pm,
+                                                          float lpm, float um, int ymax, float cv,
+                                                          float cd, const prm_t *P, const int nn) {
     coef_t k;
     int n = P->a_n != 0.0f; /* (an unused part's terms are not formed) */
     float rS = n ? -1.0f / Sfl : 0.0f; /* 1 / sum_k FL_k */
@@ -220,8 +229,11 @@ static inline __attribute__((always_inline)) coef_t coefs(terms_t ty, float py, 
         k.Cy -= P->a_nn * ty.ndl * rSf;
         k.D2 = P->a_nn * Lnn * rSf;
     }
-    k.SGo = (ymax ? 0.0f : k.Cy) + k.D1 * Snd + (nn ? k.D2 * Sndl : 0.0f);
-    k.SG = k.SGo + (ymax ? k.Cy : 0.0f) + k.D1 * tm.nd + (nn ? k.D2 * tm.ndl : 0.0f);
+    /* bootstrapping: a_h H(p), dH/dlog p_k = -p_k (log p_k + 1); a_m (-log p_max) */
+    k.l += -P->a_h * (Splo + tm.pl) - P->a_m * lpm;
+    k.Gm = -P->a_h * pm * (lpm + 1.0f) - P->a_m; /* (the largest class's share of these) */
+    k.SGo = (ymax ? 0.0f : k.Cy) + k.D1 * Snd + (nn ? k.D2 * Sndl : 0.0f) - P->a_h * (Splo + um);
+    k.SG = k.SGo + (ymax ? k.Cy : 0.0f) + k.D1 * tm.nd + (nn ? k.D2 * tm.ndl : 0.0f) + k.Gm;
     return k;
 }
 
@@ -256,8 +268,9 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
         }
         soft_t sp = softparts(m, sr);
         float inv = sp.inv, lse = sp.lse, lpm = sp.lpm, um = sp.um;
-        float Sfl = 0.0f, Snd = 0.0f, Sf = 0.0f, Sndl = 0.0f; /* (Snd, Sndl: without the largest) */
-#pragma omp simd reduction(+ : Sfl, Snd, Sf, Sndl)
+        /* (Snd, Sndl, Splo: without the largest class) */
+        float Sfl = 0.0f, Snd = 0.0f, Sf = 0.0f, Sndl = 0.0f, Splo = 0.0f;
+#pragma omp simd reduction(+ : Sfl, Snd, Sf, Sndl, Splo)
         for (int64_t k = 0; k < C; k++) {
             int ism = k == im;
             float p = E[k] * inv;
@@ -266,6 +279,7 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
             Snd += ism ? 0.0f : o.nd;
             Sf += o.fc;
             Sndl += ism ? 0.0f : o.ndl;
+            Splo += ism ? 0.0f : o.pl;
             if (gr) gr[k] = o.nd;
         }
         int64_t yy = y[r];
@@ -275,23 +289,23 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
         terms_t tm = elem(E[im] * inv, lpm, um, 1, P, gm, nn);
         col_t ct = {0.0f, 0.0f};
         if (P->k1 != 0.0f) ct = colterm(py, P);
-        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, tm, ismy, ct.v, ct.d, P, nn);
+        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, Splo, tm, inv, lpm, um, ismy, ct.v, ct.d, P,
+                         nn);
         ell[r] = w * k.l;
         if (!gr) continue;
         float wf = w * P->fac, d1 = wf * k.D1, d2 = wf * k.D2, sg = wf * k.SG, na = -P->A;
+        float ah = wf * P->a_h;
 #pragma omp simd
         for (int64_t k2 = 0; k2 < C; k2++) {
-            float d = d1;
-            if (nn) {
-                float lp = k2 == im ? lpm : zr[k2] - lse;
-                d = lp >= na ? d1 + d2 : d1;
-            }
-            gr[k2] = gr[k2] * d - E[k2] * inv * sg;
+            float lp = k2 == im ? lpm : zr[k2] - lse, p = E[k2] * inv;
+            float d = nn && lp >= na ? d1 + d2 : d1;
+            gr[k2] = gr[k2] * d - p * sg - ah * p * (lp + 1.0f);
         }
         gr[yy] += wf * k.Cy;
         /* the largest class: G_m (1 - p_m) - p_m SGo */
         float dm = nn && lpm >= na ? d1 + d2 : d1;
-        gr[im] = (tm.nd * dm + (ismy ? wf * k.Cy : 0.0f)) * um - E[im] * inv * wf * k.SGo;
+        float Gm = tm.nd * dm + (ismy ? wf * k.Cy : 0.0f) + wf * k.Gm;
+        gr[im] = Gm * um - inv * wf * k.SGo;
     }
 }
 
@@ -304,8 +318,8 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
                                                          int64_t C, const prm_t *P, float *E,
                                                          const int gm, const int nn) {
     float m[BLK], inv[BLK], lse[BLK], lpm[BLK], um[BLK], w[BLK];
-    float Sfl[BLK], Snd[BLK], Sf[BLK], Sndl[BLK], ndm[BLK], ndlm[BLK];
-    float cy[BLK], d1[BLK], d2[BLK], sg[BLK], sgo[BLK];
+    float Sfl[BLK], Snd[BLK], Sf[BLK], Sndl[BLK], ndm[BLK], ndlm[BLK], Splo[BLK], plm[BLK];
+    float cy[BLK], d1[BLK], d2[BLK], sg[BLK], sgo[BLK], gmx[BLK];
     int32_t im[BLK], yb[BLK];
     const float *zb = z + v0;
 #pragma omp simd
@@ -314,7 +328,7 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
         im[b] = 0;
         yb[b] = (int32_t)y[v0 + b];
         w[b] = ew ? ew[v0 + b] : 1.0f;
-        Sfl[b] = Snd[b] = Sf[b] = Sndl[b] = ndm[b] = ndlm[b] = 0.0f;
+        Sfl[b] = Snd[b] = Sf[b] = Sndl[b] = ndm[b] = ndlm[b] = Splo[b] = plm[b] = 0.0f;
         lse[b] = 0.0f;
     }
     for (int64_t k = 0; k < C; k++) {
@@ -356,6 +370,8 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
             Sfl[b] += o.f;
             Snd[b] += ism ? 0.0f : o.nd; /* (the largest class apart) */
             ndm[b] = ism ? o.nd : ndm[b];
+            Splo[b] += ism ? 0.0f : o.pl;
+            plm[b] = ism ? o.pl : plm[b];
             if (nn) {
                 Sf[b] += o.fc;
                 Sndl[b] += ism ? 0.0f : o.ndl;
@@ -382,8 +398,9 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
         float py = E[ky * BLK + b];
         float uy = ism ? um[b] : 1.0f - py;
         terms_t ty = elem(py, ism ? lpm[b] : zb[ky * V + b] - lse[b], uy, ism, P, gm, nn);
-        terms_t tm = {0.0f, ndm[b], 0.0f, ndlm[b]};
-        coef_t k = coefs(ty, py, uy, Sfl[b], Snd[b], Sf[b], Sndl[b], tm, ism, cv[b], cd[b], P, nn);
+        terms_t tm = {0.0f, ndm[b], 0.0f, ndlm[b], plm[b]};
+        coef_t k = coefs(ty, py, uy, Sfl[b], Snd[b], Sf[b], Sndl[b], Splo[b], tm, inv[b], lpm[b],
+                         um[b], ism, cv[b], cd[b], P, nn);
         int live = w[b] != 0.0f;
         float wf = w[b] * P->fac;
         ell[v0 + b] = live ? w[b] * k.l : 0.0f;
@@ -392,22 +409,20 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
         d2[b] = live ? wf * k.D2 : 0.0f;
         sg[b] = live ? wf * k.SG : 0.0f;
         sgo[b] = live ? wf * k.SGo : 0.0f;
+        gmx[b] = live ? wf * k.Gm : 0.0f;
     }
     if (!g) return;
-    float na = -P->A;
+    float na = -P->A, ah = P->a_h * P->fac;
     for (int64_t k = 0; k < C; k++) {
         float *gk = g + k * V + v0;
 #pragma omp simd
         for (int64_t b = 0; b < nb; b++) {
-            float d = d1[b];
-            if (nn) {
-                float lp = k == im[b] ? lpm[b] : zb[k * V + b] - lse[b];
-                d = lp >= na ? d1[b] + d2[b] : d1[b];
-            }
+            float lp = k == im[b] ? lpm[b] : zb[k * V + b] - lse[b], p = E[k * BLK + b];
+            float d = nn && lp >= na ? d1[b] + d2[b] : d1[b];
             float gy = k == yb[b] ? cy[b] : 0.0f;
-            float v = gk[b] * d - E[k * BLK + b] * sg[b] + gy;
+            float v = gk[b] * d - p * sg[b] + gy - w[b] * ah * p * (lp + 1.0f);
             /* the largest class: G_m (1 - p_m) - p_m SGo (no cancellation at saturation) */
-            float vm = (gk[b] * d + gy) * um[b] - E[k * BLK + b] * sgo[b];
+            float vm = (gk[b] * d + gy + gmx[b]) * um[b] - p * sgo[b];
             v = k == im[b] ? vm : v;
             gk[b] = w[b] != 0.0f ? v : 0.0f;
         }
@@ -527,13 +542,13 @@ static int run_threads(void *jobs, size_t size, int64_t t, void *(*fn)(void *)) 
 /* Entry point. z: (N, C, V) float32 (V = 1: rows layout of N rows), y: (N, V) int64 in [0, C),
  * ew: (N, V) element weights or NULL (all 1; 0 gives a zero loss and gradient), ell: (N, V) out,
  * g: (N, C, V) out or NULL (no gradient). prm: gamma, a_f, a_n, a_nn, c, A, kc, fac, k0, k1, ca,
- * cs, cq (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when a_nn != 0 (not with
+ * cs, cq, a_h, a_m (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when a_nn != 0 (not with
  * gm = 5). Returns 0, or 1 when memory could not be allocated. */
 int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, float *g, int64_t N,
              int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
     job_t base = {z, y, ew, ell, g, N, C, V, 0, 0,
                   {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7], prm[8], prm[9],
-                   prm[10], prm[11], prm[12]},
+                   prm[10], prm[11], prm[12], prm[13], prm[14]},
                   gm < 0 || gm > 5 ? 4 : gm, prm[3] != 0.0f && gm != 5};
     int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
     int64_t t = n_threads(nthreads, items, N * C * V);

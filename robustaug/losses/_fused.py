@@ -138,28 +138,29 @@ def kernel() -> ctypes.CDLL | None:
 
 
 class FocalTerms:
-    """Coefficients of a loss of the focal family (see ``_fused.c``):
-    ``a_f FL_y + a_n FL_y / S + a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq``.
+    """Coefficients of a loss of the focal family (see ``_fused.c``): ``a_f FL_y + a_n FL_y / S +
+    a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq + a_h H(p) - a_m log p_max``.
 
     ``kind``: the classes' terms ``FL_k``, ``"focal"`` (``-(1 - p_k)^gamma log p_k``) or ``"gce"``
     (NGCE's ``1 - p_k^gamma``). ``col``: the column term's ``(k0, k1, ca, cs, cq)`` (AGCE, AUL).
     ``combine`` adds two such losses (an active-passive sum); it returns None when they cannot share
     one kernel call (different ``gamma``, kinds or NNFL floors, or two column terms)."""
 
-    __slots__ = ("a_f", "a_n", "a_nn", "c", "col", "gamma", "kind", "min_prob")
+    __slots__ = ("a_f", "a_h", "a_m", "a_n", "a_nn", "c", "col", "gamma", "kind", "min_prob")
 
     def __init__(
         self, gamma: float | None = None, a_f: float = 0.0, a_n: float = 0.0, a_nn: float = 0.0,
         c: float = 0.0, min_prob: float | None = None, kind: str = "focal",
-        col: tuple[float, float, float, float, float] | None = None,
+        col: tuple[float, float, float, float, float] | None = None, a_h: float = 0.0,
+        a_m: float = 0.0,
     ) -> None:
         self.gamma, self.a_f, self.a_n, self.a_nn, self.c = gamma, a_f, a_n, a_nn, c
-        self.min_prob, self.kind, self.col = min_prob, kind, col
+        self.min_prob, self.kind, self.col, self.a_h, self.a_m = min_prob, kind, col, a_h, a_m
 
     def scaled(self, w: float) -> FocalTerms:
         col = None if self.col is None else (w * self.col[0], w * self.col[1], *self.col[2:])
         return FocalTerms(self.gamma, w * self.a_f, w * self.a_n, w * self.a_nn, w * self.c,
-                          self.min_prob, self.kind, col)
+                          self.min_prob, self.kind, col, w * self.a_h, w * self.a_m)
 
     def combine(self, other: FocalTerms) -> FocalTerms | None:
         if None not in (self.gamma, other.gamma) and (
@@ -175,6 +176,7 @@ class FocalTerms:
             lead.gamma, self.a_f + other.a_f, self.a_n + other.a_n, self.a_nn + other.a_nn,
             self.c + other.c, self.min_prob if self.min_prob is not None else other.min_prob,
             lead.kind, self.col if self.col is not None else other.col,
+            self.a_h + other.a_h, self.a_m + other.a_m,
         )
         if out.kind == "gce" and out.a_nn:  # (the floor's terms are of the focal kind)
             return None
@@ -191,7 +193,7 @@ class FocalTerms:
         else:
             A, kc = math.inf, 0.0  # (no floor: every class is live)
         col = self.col if self.col is not None else (0.0, 0.0, 1.0, 1.0, 1.0)
-        return [g, self.a_f, self.a_n, self.a_nn, self.c, A, kc, fac, *col], gm
+        return [g, self.a_f, self.a_n, self.a_nn, self.c, A, kc, fac, *col, self.a_h, self.a_m], gm
 
 
 def usable(z: Tensor) -> bool:

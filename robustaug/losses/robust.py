@@ -1157,6 +1157,12 @@ class Bootstrap(RobustLoss):
     def _has_analytic(self) -> bool:
         return True
 
+    def _focal_terms(self) -> FocalTerms:
+        # beta CE (the focal loss with gamma = 0) + (1 - beta) H(p) or (1 - beta) (-log p_max)
+        if self.hard:
+            return FocalTerms(0.0, a_f=self.beta, a_m=1.0 - self.beta)
+        return FocalTerms(0.0, a_f=self.beta, a_h=1.0 - self.beta)
+
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         b = self.beta
         s = gather_column(z, y) - lse.squeeze(1)
