@@ -1,17 +1,19 @@
-"""Fused CPU kernels of the focal family (focal loss, NFL, NNFL, NCE, NNCE and their active-passive
-sums with MAE/RCE) and of the noise-robust Dice loss.
+"""Fused CPU kernels of robustaug's losses: the focal family (focal loss, NFL, NNFL, NCE, NNCE, NGCE
+and their active-passive sums with MAE, RCE, AGCE and AUL), soft and hard bootstrapping, forward
+and backward correction, and the noise-robust Dice loss.
 
 On the CPU these losses are a dozen elementwise passes over ``(N, C, *)`` buffers when written with
 eager torch operations, several times the memory traffic of ``F.cross_entropy``'s two fused
 kernels. ``_fused.c`` computes the softmax, the loss and its gradient with respect to the logits in
-one kernel per loss family (the formulas are in its comments). It is plain C (no torch headers), compiled on first
-use with the system's C compiler into a per-user cache (about half a second, once per machine and
-source version) and called through :mod:`ctypes`, which releases the GIL during the call.
+one kernel per loss family (the formulas are in its comments). It is plain C (no torch headers),
+compiled on first use with the system's C compiler into a per-user cache (about 10 s, once per
+machine and source version) and called through :mod:`ctypes`, which releases the GIL during the
+call.
 
-Where no C compiler is found, the build fails, or ``ROBUSTAUG_FUSED=0`` is set in the environment,
-:func:`kernel` returns None and the losses use their eager code (the same values to float rounding,
-tested side by side). Only float32 CPU tensors go through the kernel; everything else (float64,
-other devices, soft targets) uses the eager code.
+Where no C compiler is found, the build fails, or ``ROBUSTAUG_FUSED=0`` is set in the environment
+before the first loss call, :func:`kernel` returns None and the losses use their eager code (the
+same values to float rounding, tested side by side). Only float32 CPU tensors with integer targets
+go through the kernels; everything else (float64, other devices, soft targets) uses the eager code.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def _build() -> ctypes.CDLL | None:
         key = hashlib.sha256(src + " ".join([cc, *flags, _cpu_key()]).encode()).hexdigest()[:20]
         for cache in _cache_dirs():
             try:
-                dll = ctypes.CDLL(str(_compiled(cc, flags, cache, f"rf_focal_{key}.so")))
+                dll = ctypes.CDLL(str(_compiled(cc, flags, cache, f"rf_kernels_{key}.so")))
             except (OSError, subprocess.SubprocessError):
                 continue
             vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int

@@ -239,7 +239,7 @@ def test_build_into_a_fresh_cache(monkeypatch, tmp_path):
     lib = _fused._build()
     assert lib is not None
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].startswith("rf_focal_") and files[0].endswith(".so")
+    assert len(files) == 1 and files[0].startswith("rf_kernels_") and files[0].endswith(".so")
     stamp = (tmp_path / files[0]).stat().st_mtime_ns
     assert _fused._build() is not None
     assert (tmp_path / files[0]).stat().st_mtime_ns == stamp
