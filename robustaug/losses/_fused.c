@@ -429,12 +429,59 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
     }
 }
 
+/* The items [i0, i1) of one thread: rows, (sample, block) pairs or samples. The first member of
+ * every job. */
 typedef struct {
+    int64_t i0, i1;
+} span_t;
+
+/* A block of nb <= BLK elements whose classes lie V apart, from element v0 on: zb and gb point at
+ * its (C, V) base, e0 is the index of its first element in y, ew and the outputs minus v0. */
+typedef void (*block_cb)(const void *job, const float *zb, int64_t e0, int64_t V, int64_t v0,
+                         int64_t nb, float *gb, float *E);
+
+/* The transposed block T (C, BLK) of nb rows of C classes at zb, and back (G into rows at go). */
+static void transpose_in(const float *zb, int64_t nb, int64_t C, float *T) {
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
+}
+
+static void transpose_out(const float *G, int64_t nb, int64_t C, float *go) {
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t k = 0; k < C; k++) go[b * C + k] = G[k * BLK + b];
+}
+
+/* Rows [i0, i1) of C contiguous classes through a block kernel: blocks of BLK rows are transposed
+ * into T (C, BLK), so that every loop of the kernel runs along the rows, vectorised, with no
+ * reduction over the classes; the gradient block Gs is transposed back into g (if any). */
+static void rows_in_blocks(const void *job, const span_t *sp, const float *z, float *g, int64_t C,
+                           float *T, float *Gs, float *E, block_cb cb) {
+    for (int64_t r0 = sp->i0; r0 < sp->i1; r0 += BLK) {
+        int64_t nb = sp->i1 - r0 < BLK ? sp->i1 - r0 : BLK;
+        transpose_in(z + r0 * C, nb, C, T);
+        cb(job, T, r0, BLK, 0, nb, g ? Gs : NULL, E);
+        if (g) transpose_out(Gs, nb, C, g + r0 * C);
+    }
+}
+
+/* (sample, block) pairs [i0, i1) of a grid (N, C, V) through a block kernel. */
+static void grid_in_blocks(const void *job, const span_t *sp, const float *z, float *g, int64_t C,
+                           int64_t V, float *E, block_cb cb) {
+    int64_t nblk = (V + BLK - 1) / BLK, CV = C * V;
+    for (int64_t i = sp->i0; i < sp->i1; i++) {
+        int64_t n = i / nblk, v0 = (i % nblk) * BLK;
+        int64_t nb = V - v0 < BLK ? V - v0 : BLK;
+        cb(job, z + n * CV, n * V, V, v0, nb, g ? g + n * CV : NULL, E);
+    }
+}
+
+typedef struct {
+    span_t sp;
     const float *z;
     const int64_t *y;
     const float *ew;
     float *ell, *g;
-    int64_t N, C, V, i0, i1; /* work items [i0, i1): rows, or (sample, block) pairs */
+    int64_t N, C, V;
     prm_t P;
     int gm, nn;
 } job_t;
@@ -463,49 +510,27 @@ static const rows_fn ROWS_FN[11] = {rows_0_0, rows_0_1, rows_1_0, rows_1_1, rows
 static const grid_fn GRID_FN[11] = {grid_0_0, grid_0_1, grid_1_0, grid_1_1, grid_2_0, grid_2_1,
                                     grid_3_0, grid_3_1, grid_4_0, grid_4_1, grid_5_0};
 
-static void run_grid(job_t *j, float *E) {
-    grid_fn f = GRID_FN[j->gm * 2 + j->nn];
-    int64_t nblk = (j->V + BLK - 1) / BLK, CV = j->C * j->V;
-    for (int64_t i = j->i0; i < j->i1; i++) {
-        int64_t n = i / nblk, v0 = (i % nblk) * BLK;
-        int64_t nb = j->V - v0 < BLK ? j->V - v0 : BLK;
-        f(j->z + n * CV, j->y + n * j->V, j->ew ? j->ew + n * j->V : NULL, j->ell + n * j->V,
-          j->g ? j->g + n * CV : NULL, j->V, v0, nb, j->C, &j->P, E);
-    }
-}
-
-/* Rows [i0, i1) of the rows layout through the grid code (few classes): blocks of BLK rows are
- * transposed into a (C, BLK) scratch T, so that every loop runs along the rows, vectorised, with
- * no reduction over the classes; the gradient block Gs is transposed back. */
-static void run_rows_blocked(job_t *j, float *E, float *T, float *Gs) {
-    grid_fn f = GRID_FN[j->gm * 2 + j->nn];
-    int64_t C = j->C;
-    for (int64_t r0 = j->i0; r0 < j->i1; r0 += BLK) {
-        int64_t nb = j->i1 - r0 < BLK ? j->i1 - r0 : BLK;
-        const float *zb = j->z + r0 * C;
-        for (int64_t b = 0; b < nb; b++)
-            for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
-        f(T, j->y + r0, j->ew ? j->ew + r0 : NULL, j->ell + r0, j->g ? Gs : NULL, BLK, 0, nb, C,
-          &j->P, E);
-        if (!j->g) continue;
-        float *go = j->g + r0 * C;
-        for (int64_t b = 0; b < nb; b++)
-            for (int64_t k = 0; k < C; k++) go[b * C + k] = Gs[k * BLK + b];
-    }
+static void focal_block(const void *jv, const float *zb, int64_t e0, int64_t V, int64_t v0,
+                        int64_t nb, float *gb, float *E) {
+    const job_t *j = (const job_t *)jv;
+    GRID_FN[j->gm * 2 + j->nn](zb, j->y + e0, j->ew ? j->ew + e0 : NULL, j->ell + e0, gb, V, v0, nb,
+                               j->C, &j->P, E);
 }
 
 static void *run_job(void *arg) {
     job_t *j = (job_t *)arg;
-    int blocked = j->V == 1 && j->C < ROWS_MIN_C;
-    size_t n = (size_t)j->C * (j->V == 1 && !blocked ? 1 : BLK) * (blocked ? 3 : 1);
+    int64_t C = j->C;
+    int blocked = j->V == 1 && C < ROWS_MIN_C;
+    size_t n = (size_t)C * (j->V == 1 && !blocked ? 1 : BLK) * (blocked ? 3 : 1);
     float *E = (float *)malloc(n * sizeof(float));
     if (!E) return (void *)(intptr_t)1;
     if (blocked)
-        run_rows_blocked(j, E, E + j->C * BLK, E + 2 * j->C * BLK);
+        rows_in_blocks(j, &j->sp, j->z, j->g, C, E + C * BLK, E + 2 * C * BLK, E, focal_block);
     else if (j->V == 1)
-        ROWS_FN[j->gm * 2 + j->nn](j->z, j->y, j->ew, j->ell, j->g, j->i0, j->i1, j->C, &j->P, E);
+        ROWS_FN[j->gm * 2 + j->nn](j->z, j->y, j->ew, j->ell, j->g, j->sp.i0, j->sp.i1, C, &j->P,
+                                   E);
     else
-        run_grid(j, E);
+        grid_in_blocks(j, &j->sp, j->z, j->g, C, j->V, E, focal_block);
     free(E);
     return NULL;
 }
@@ -519,23 +544,35 @@ static int64_t n_threads(int64_t nthreads, int64_t items, int64_t values) {
     return t > 64 ? 64 : t;
 }
 
-/* Runs fn on the t jobs (of size bytes each, from jobs), jobs 1.. on new threads and job 0 on this
- * one (a job whose thread cannot be started runs here too); fn returns its status as a pointer.
- * Returns the status of all jobs or'ed. */
-static int run_threads(void *jobs, size_t size, int64_t t, void *(*fn)(void *)) {
+/* Runs fn on t copies of the job base (size bytes, a span_t first) that split [0, items) evenly,
+ * copies 1.. on new threads and copy 0 on this one (a copy whose thread cannot be started runs here
+ * too); fn returns its status as a pointer. Returns the status of all jobs or'ed (1 also when the
+ * copies cannot be allocated). */
+static int run_split(const void *base, size_t size, int64_t items, int64_t values, int nthreads,
+                     void *(*fn)(void *)) {
+    int64_t t = n_threads(nthreads, items, values);
+    char *jobs = (char *)malloc((size_t)t * size);
+    if (!jobs) return 1;
+    for (int64_t i = 0; i < t; i++) {
+        memcpy(jobs + i * size, base, size);
+        span_t *sp = (span_t *)(jobs + i * size);
+        sp->i0 = items * i / t;
+        sp->i1 = items * (i + 1) / t;
+    }
     pthread_t th[64];
     int started[64];
     for (int64_t i = 1; i < t; i++)
-        started[i] = pthread_create(&th[i], NULL, fn, (char *)jobs + i * size) == 0;
+        started[i] = pthread_create(&th[i], NULL, fn, jobs + i * size) == 0;
     int status = (int)(intptr_t)fn(jobs);
     for (int64_t i = 1; i < t; i++) {
         void *r;
         if (started[i])
             pthread_join(th[i], &r);
         else
-            r = fn((char *)jobs + i * size);
+            r = fn(jobs + i * size);
         status |= (int)(intptr_t)r;
     }
+    free(jobs);
     return status;
 }
 
@@ -546,19 +583,12 @@ static int run_threads(void *jobs, size_t size, int64_t t, void *(*fn)(void *)) 
  * gm = 5). Returns 0, or 1 when memory could not be allocated. */
 int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, float *g, int64_t N,
              int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
-    job_t base = {z, y, ew, ell, g, N, C, V, 0, 0,
+    job_t base = {{0, 0}, z, y, ew, ell, g, N, C, V,
                   {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7], prm[8], prm[9],
                    prm[10], prm[11], prm[12], prm[13], prm[14]},
                   gm < 0 || gm > 5 ? 4 : gm, prm[3] != 0.0f && gm != 5};
     int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
-    int64_t t = n_threads(nthreads, items, N * C * V);
-    job_t jobs[64];
-    for (int64_t i = 0; i < t; i++) {
-        jobs[i] = base;
-        jobs[i].i0 = items * i / t;
-        jobs[i].i1 = items * (i + 1) / t;
-    }
-    return run_threads(jobs, sizeof(job_t), t, run_job);
+    return run_split(&base, sizeof(job_t), items, N * C * V, nthreads, run_job);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -587,16 +617,15 @@ static inline __attribute__((always_inline)) float dice_s(float d, float gamma, 
     }
 }
 
-/* The softmax of a (C, BLK) block of elements whose classes lie V apart: E <- p, and the label's
- * d = p_y - 1 in dy. */
-static inline __attribute__((always_inline)) void block_softmax(const float *zb, const int64_t *yb,
-                                                                int64_t V, int64_t nb, int64_t C,
-                                                                float *E, float *dy) {
-    float m[BLK], s[BLK], sr[BLK];
+/* exp(z - max z) of a block of nb elements whose classes lie V apart into E (C, BLK), the largest
+ * logit into m and the sum of E into s. */
+static inline __attribute__((always_inline)) void block_exp(const float *zb, int64_t V, int64_t nb,
+                                                            int64_t C, float *E, float *m,
+                                                            float *s) {
 #pragma omp simd
     for (int64_t b = 0; b < nb; b++) {
         m[b] = -INFINITY;
-        s[b] = sr[b] = 0.0f;
+        s[b] = 0.0f;
     }
     for (int64_t k = 0; k < C; k++) {
 #pragma omp simd
@@ -608,8 +637,22 @@ static inline __attribute__((always_inline)) void block_softmax(const float *zb,
             float e = rexp(zb[k * V + b] - m[b]);
             E[k * BLK + b] = e;
             s[b] += e;
-            sr[b] += k == yb[b] ? 0.0f : e;
         }
+    }
+}
+
+/* The softmax of such a block: E <- p, and the label's d = p_y - 1 = -(the others' exp sum) / sum
+ * exp in dy. */
+static inline __attribute__((always_inline)) void block_softmax(const float *zb, const int64_t *yb,
+                                                                int64_t V, int64_t nb, int64_t C,
+                                                                float *E, float *dy) {
+    float m[BLK], s[BLK], sr[BLK];
+    block_exp(zb, V, nb, C, E, m, s);
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) sr[b] = 0.0f;
+    for (int64_t k = 0; k < C; k++) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; b++) sr[b] += k == yb[b] ? 0.0f : E[k * BLK + b];
     }
 #pragma omp simd
     for (int64_t b = 0; b < nb; b++) {
@@ -745,13 +788,21 @@ static const drows_fn DROWS_FN[4] = {drows_0, drows_1, drows_2, drows_3};
 static const dsample_fn DSAMPLE_FN[4] = {dsample_0, dsample_1, dsample_2, dsample_3};
 
 typedef struct {
+    span_t sp; /* rows (V = 1) or samples */
     const float *z, *a;
     const int64_t *y;
     float *g, *loss;
-    int64_t C, V, i0, i1; /* rows (V = 1) or samples [i0, i1) */
+    int64_t C, V;
     dprm_t P;
     int gm;
 } djob_t;
+
+static void dice_block(const void *jv, const float *T, int64_t r0, int64_t V, int64_t v0,
+                       int64_t nb, float *Gs, float *E) {
+    const djob_t *j = (const djob_t *)jv;
+    (void)V, (void)v0; /* (rows: the block is the transposed T, V = BLK and v0 = 0) */
+    DROWS_FN[j->gm](T, j->y + r0, j->a, Gs, j->loss + r0, nb, j->C, &j->P, E);
+}
 
 static void *run_djob(void *arg) {
     djob_t *j = (djob_t *)arg;
@@ -760,19 +811,9 @@ static void *run_djob(void *arg) {
     float *W = (float *)malloc(n * sizeof(float));
     if (!W) return (void *)(intptr_t)1;
     if (V == 1) {
-        float *E = W, *T = W + C * BLK, *Gs = W + 2 * C * BLK;
-        for (int64_t r0 = j->i0; r0 < j->i1; r0 += BLK) {
-            int64_t nb = j->i1 - r0 < BLK ? j->i1 - r0 : BLK;
-            const float *zb = j->z + r0 * C;
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
-            DROWS_FN[j->gm](T, j->y + r0, j->a, Gs, j->loss + r0, nb, C, &j->P, E);
-            float *go = j->g + r0 * C;
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t k = 0; k < C; k++) go[b * C + k] = Gs[k * BLK + b];
-        }
+        rows_in_blocks(j, &j->sp, j->z, j->g, C, W + C * BLK, W + 2 * C * BLK, W, dice_block);
     } else {
-        for (int64_t n0 = j->i0; n0 < j->i1; n0++)
+        for (int64_t n0 = j->sp.i0; n0 < j->sp.i1; n0++)
             j->loss[n0] = DSAMPLE_FN[j->gm](j->z + n0 * C * V, j->y + n0 * V, j->a,
                                             j->g + n0 * C * V, V, C, &j->P, W);
     }
@@ -786,16 +827,9 @@ static void *run_djob(void *arg) {
  * when memory could not be allocated. */
 int rf_dice(const float *z, const int64_t *y, const float *a, float *g, float *loss, int64_t N,
             int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
-    djob_t base = {z, a, y, g, loss, C, V, 0, 0, {prm[0], prm[1], prm[2]},
+    djob_t base = {{0, 0}, z, a, y, g, loss, C, V, {prm[0], prm[1], prm[2]},
                    gm < 0 || gm > 3 ? 3 : gm};
-    int64_t t = n_threads(nthreads, N, N * C * V);
-    djob_t jobs[64];
-    for (int64_t i = 0; i < t; i++) {
-        jobs[i] = base;
-        jobs[i].i0 = N * i / t;
-        jobs[i].i1 = N * (i + 1) / t;
-    }
-    return run_threads(jobs, sizeof(djob_t), t, run_djob);
+    return run_split(&base, sizeof(djob_t), N, N * C * V, nthreads, run_djob);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -820,24 +854,15 @@ static inline __attribute__((always_inline)) void corr_k(const float *z, const i
     const float *zb = z + v0;
 #pragma omp simd
     for (int64_t b = 0; b < nb; b++) {
-        m[b] = -INFINITY;
-        s[b] = acc[b] = 0.0f;
+        acc[b] = 0.0f;
         yb[b] = (int32_t)y[v0 + b];
         w[b] = ew ? ew[v0 + b] : 1.0f;
     }
-    for (int64_t k = 0; k < C; k++) {
+    block_exp(zb, V, nb, C, E, m, s);
+    for (int64_t k = 0; k < C; k++) { /* (forward: times 1/s below) */
 #pragma omp simd
-        for (int64_t b = 0; b < nb; b++) m[b] = zb[k * V + b] > m[b] ? zb[k * V + b] : m[b];
-    }
-    for (int64_t k = 0; k < C; k++) {
-#pragma omp simd
-        for (int64_t b = 0; b < nb; b++) {
-            float zk = zb[k * V + b];
-            float e = rexp(zk - m[b]);
-            E[k * BLK + b] = e;
-            s[b] += e;
-            acc[b] += M[yb[b] * C + k] * (mode == 0 ? zk : e); /* (forward: times 1/s below) */
-        }
+        for (int64_t b = 0; b < nb; b++)
+            acc[b] += M[yb[b] * C + k] * (mode == 0 ? zb[k * V + b] : E[k * BLK + b]);
     }
 #pragma omp simd
     for (int64_t b = 0; b < nb; b++) {
@@ -868,58 +893,36 @@ static inline __attribute__((always_inline)) void corr_k(const float *z, const i
     }
 }
 
-static void corr_0(const float *z, const int64_t *y, const float *ew, float *ell, float *g,
-                   int64_t V, int64_t v0, int64_t nb, int64_t C, const float *M, const float *sM,
-                   float fac, float *E) {
-    corr_k(z, y, ew, ell, g, V, v0, nb, C, M, sM, fac, E, 0);
-}
-
-static void corr_1(const float *z, const int64_t *y, const float *ew, float *ell, float *g,
-                   int64_t V, int64_t v0, int64_t nb, int64_t C, const float *M, const float *sM,
-                   float fac, float *E) {
-    corr_k(z, y, ew, ell, g, V, v0, nb, C, M, sM, fac, E, 1);
-}
-
 typedef struct {
+    span_t sp; /* rows, or (sample, block) pairs, as job_t */
     const float *z, *ew, *M, *sM;
     const int64_t *y;
     float *ell, *g;
-    int64_t N, C, V, i0, i1; /* rows, or (sample, block) pairs, as job_t */
+    int64_t N, C, V;
     float fac;
     int mode;
 } cjob_t;
+
+static void corr_block(const void *jv, const float *zb, int64_t e0, int64_t V, int64_t v0,
+                       int64_t nb, float *gb, float *E) {
+    const cjob_t *j = (const cjob_t *)jv;
+    const int64_t *y = j->y + e0;
+    const float *ew = j->ew ? j->ew + e0 : NULL;
+    if (j->mode == 0)
+        corr_k(zb, y, ew, j->ell + e0, gb, V, v0, nb, j->C, j->M, j->sM, j->fac, E, 0);
+    else
+        corr_k(zb, y, ew, j->ell + e0, gb, V, v0, nb, j->C, j->M, j->sM, j->fac, E, 1);
+}
 
 static void *run_cjob(void *arg) {
     cjob_t *j = (cjob_t *)arg;
     int64_t C = j->C, V = j->V;
     float *W = (float *)malloc((size_t)C * BLK * (V == 1 ? 3 : 1) * sizeof(float));
     if (!W) return (void *)(intptr_t)1;
-    void (*f)(const float *, const int64_t *, const float *, float *, float *, int64_t, int64_t,
-              int64_t, int64_t, const float *, const float *, float, float *) =
-        j->mode == 0 ? corr_0 : corr_1;
-    if (V == 1) {
-        float *T = W + C * BLK, *Gs = W + 2 * C * BLK;
-        for (int64_t r0 = j->i0; r0 < j->i1; r0 += BLK) {
-            int64_t nb = j->i1 - r0 < BLK ? j->i1 - r0 : BLK;
-            const float *zb = j->z + r0 * C;
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t k = 0; k < C; k++) T[k * BLK + b] = zb[b * C + k];
-            f(T, j->y + r0, j->ew ? j->ew + r0 : NULL, j->ell + r0, j->g ? Gs : NULL, BLK, 0, nb,
-              C, j->M, j->sM, j->fac, W);
-            if (!j->g) continue;
-            float *go = j->g + r0 * C;
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t k = 0; k < C; k++) go[b * C + k] = Gs[k * BLK + b];
-        }
-    } else {
-        int64_t nblk = (V + BLK - 1) / BLK, CV = C * V;
-        for (int64_t i = j->i0; i < j->i1; i++) {
-            int64_t n = i / nblk, v0 = (i % nblk) * BLK;
-            int64_t nb = V - v0 < BLK ? V - v0 : BLK;
-            f(j->z + n * CV, j->y + n * V, j->ew ? j->ew + n * V : NULL, j->ell + n * V,
-              j->g ? j->g + n * CV : NULL, V, v0, nb, C, j->M, j->sM, j->fac, W);
-        }
-    }
+    if (V == 1)
+        rows_in_blocks(j, &j->sp, j->z, j->g, C, W + C * BLK, W + 2 * C * BLK, W, corr_block);
+    else
+        grid_in_blocks(j, &j->sp, j->z, j->g, C, V, W, corr_block);
     free(W);
     return NULL;
 }
@@ -931,14 +934,7 @@ static void *run_cjob(void *arg) {
 int rf_correction(const float *z, const int64_t *y, const float *ew, float *ell, float *g,
                   int64_t N, int64_t C, int64_t V, const float *M, const float *sM, float fac,
                   int mode, int nthreads) {
-    cjob_t base = {z, ew, M, sM, y, ell, g, N, C, V, 0, 0, fac, mode != 0};
+    cjob_t base = {{0, 0}, z, ew, M, sM, y, ell, g, N, C, V, fac, mode != 0};
     int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
-    int64_t t = n_threads(nthreads, items, N * C * V);
-    cjob_t jobs[64];
-    for (int64_t i = 0; i < t; i++) {
-        jobs[i] = base;
-        jobs[i].i0 = items * i / t;
-        jobs[i].i1 = items * (i + 1) / t;
-    }
-    return run_threads(jobs, sizeof(cjob_t), t, run_cjob);
+    return run_split(&base, sizeof(cjob_t), items, N * C * V, nthreads, run_cjob);
 }
