@@ -378,3 +378,23 @@ def test_fused_corrections_check_the_classes():
     for cls in (ForwardCorrected, BackwardCorrected):
         with pytest.raises(ValueError, match="classes"):
             cls(_transition(4, 0))(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
+
+
+def test_build_falls_back_to_plainer_flags(monkeypatch, tmp_path):
+    """A compiler that rejects the first set of options (e.g. -mprefer-vector-width off x86) gets
+    the next set; when every set fails, the losses run their eager code."""
+    built = _fused.kernel()._name  # (the library this session already has: nothing compiles here)
+    tried = []
+
+    def fake(cc, flags, cache, name):
+        tried.append(flags)
+        if "-mprefer-vector-width=512" in flags:
+            raise _fused.subprocess.CalledProcessError(1, cc)
+        return built
+
+    monkeypatch.setenv("ROBUSTAUG_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_fused, "_compiled", fake)
+    assert _fused._build() is not None
+    assert "-march=native" in tried[-1] and "-mprefer-vector-width=512" not in tried[-1]
+    monkeypatch.setattr(_fused, "_compiled", lambda *a: (_ for _ in ()).throw(OSError("no")))
+    assert _fused._build() is None
