@@ -751,7 +751,8 @@ class RobustLoss(nn.Module):
     def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]] | None:
         """A fused kernel computing this loss for float32 CPU logits ``z`` with integer targets,
         called as ``call(z, y, ew, fac, grad)`` (see :class:`_FusedFn`); None: the eager code. By
-        default the focal-family kernel, for the losses that have terms with classes' terms."""
+        default the focal-family kernel, for a loss whose :meth:`_focal_terms` have classes' terms
+        (``gamma`` set)."""
         terms = self._focal_terms()
         if terms is None or terms.gamma is None:
             return None

@@ -1,6 +1,6 @@
 /*
- * Fused CPU kernels of robustaug.losses (float32, integer targets): the focal family (here) and the
- * noise-robust Dice loss (further down, rf_dice).
+ * Fused CPU kernels of robustaug.losses (float32, integer targets): the focal family (here), the
+ * noise-robust Dice loss (further down, rf_dice) and the loss corrections (rf_correction).
  *
  * One call of rf_focal computes, for every element (a sample, or a voxel of a segmentation map),
  * the softmax of its logits, the per-element loss
@@ -81,7 +81,8 @@ static inline __attribute__((always_inline)) float rexp(float x) {
  * cancellation), e^x - 1 otherwise. */
 static inline __attribute__((always_inline)) float rexpm1(float x) {
     float t = x * (1.0f + x * (0.5f + x * (1.6666667e-1f + x * (4.1666668e-2f + x * (8.3333338e-3f +
-              x * (1.3888889e-3f + x * (1.9841270e-4f + x * (2.4801587e-5f + x * 2.7557319e-6f))))))));
+              x * (1.3888889e-3f + x * (1.9841270e-4f + x * (2.4801587e-5f +
+              x * 2.7557319e-6f))))))));
     return x > -0.3466f && x < 0.3466f ? t : rexp(x) - 1.0f;
 }
 
@@ -188,7 +189,7 @@ typedef struct {
 } coef_t;
 
 /* The column term k0 + k1 x^cq, x = ca + cs p_y > 0 (0 where x = 0), and its derivative with
- * respect to log p_y, k1 cq cs p_y x^(cq - 1) (computed only when k1 != 0: cv = cd = 0 otherwise). */
+ * respect to log p_y, k1 cq cs p_y x^(cq - 1) (formed only when k1 != 0). */
 typedef struct {
     float v, d;
 } col_t;
@@ -289,8 +290,8 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
         terms_t tm = elem(E[im] * inv, lpm, um, 1, P, gm, nn);
         col_t ct = {0.0f, 0.0f};
         if (P->k1 != 0.0f) ct = colterm(py, P);
-        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, Splo, tm, inv, lpm, um, ismy, ct.v, ct.d, P,
-                         nn);
+        coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, Splo, tm, inv, lpm, um, ismy, ct.v, ct.d,
+                         P, nn);
         ell[r] = w * k.l;
         if (!gr) continue;
         float wf = w * P->fac, d1 = wf * k.D1, d2 = wf * k.D2, sg = wf * k.SG, na = -P->A;
@@ -579,8 +580,8 @@ static int run_split(const void *base, size_t size, int64_t items, int64_t value
 /* Entry point. z: (N, C, V) float32 (V = 1: rows layout of N rows), y: (N, V) int64 in [0, C),
  * ew: (N, V) element weights or NULL (all 1; 0 gives a zero loss and gradient), ell: (N, V) out,
  * g: (N, C, V) out or NULL (no gradient). prm: gamma, a_f, a_n, a_nn, c, A, kc, fac, k0, k1, ca,
- * cs, cq, a_h, a_m (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when a_nn != 0 (not with
- * gm = 5). Returns 0, or 1 when memory could not be allocated. */
+ * cs, cq, a_h, a_m (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when
+ * a_nn != 0 (not with gm = 5). Returns 0, or 1 when memory could not be allocated. */
 int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, float *g, int64_t N,
              int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
     job_t base = {{0, 0}, z, y, ew, ell, g, N, C, V,
@@ -591,7 +592,7 @@ int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, floa
     return run_split(&base, sizeof(job_t), items, N * C * V, nthreads, run_job);
 }
 
-/* ------------------------------------------------------------------------------------------------
+/* ----------------------------------------------------------------------------------------------
  * Noise-robust Dice (Wang et al., IEEE TMI 2020) for integer masks: per sample n and class c,
  *
  *   L_n = sum_c a_c N_c / D_c,  N_c = sum_v |d_v|^gamma,  D_c = sum_v p_v^2 + G_c + eps,
@@ -600,9 +601,9 @@ int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, floa
  * dL/dp = h = a_c (gamma s / D_c - 2 N_c p / D_c^2), and dL/dz = p (h - sum_c p h). The label's
  * d = p_y - 1 = -(sum of the other classes' exp) / sum exp (no cancellation). kappa scales the
  * gradient (1/N for the mean over samples). gm: 0 gamma = 1 (s = sign d), 1 gamma = 3/2
- * (s = d / sqrt|d|), 2 gamma = 2 (s = d), 3 other (s = d exp((gamma - 2) log|d|)); |d| is floored at
- * the smallest normal float (0 stays 0).
- * ------------------------------------------------------------------------------------------------ */
+ * (s = d / sqrt|d|), 2 gamma = 2 (s = d), 3 other (s = d exp((gamma - 2) log|d|)); |d| is
+ * floored at the smallest normal float (0 stays 0).
+ * ---------------------------------------------------------------------------------------------- */
 typedef struct {
     float gamma, eps, kappa;
 } dprm_t;
@@ -832,18 +833,18 @@ int rf_dice(const float *z, const int64_t *y, const float *a, float *g, float *l
     return run_split(&base, sizeof(djob_t), N, N * C * V, nthreads, run_djob);
 }
 
-/* ------------------------------------------------------------------------------------------------
+/* ----------------------------------------------------------------------------------------------
  * Loss corrections with a transition matrix T (Patrini et al., CVPR 2017), integer targets; M is
  * (C, C) and its row y is read for an element of label y:
  *
- *   backward (mode 0), M = T^-1, s = row sums of M: l = -sum_j M_yj log p_j = s_y lse - sum_j M_yj z_j,
- *       dl/dz_k = s_y p_k - M_yk;
- *   forward (mode 1), M = T^T: q = sum_j T_jy p_j (floored at the smallest normal float), l = -log q,
- *       dl/dz_k = p_k (q_raw - M_yk) / q (= p_k (1 - T_ky / q) unless floored).
+ *   backward (mode 0), M = T^-1, s = row sums of M:
+ *       l = -sum_j M_yj log p_j = s_y lse - sum_j M_yj z_j,  dl/dz_k = s_y p_k - M_yk;
+ *   forward (mode 1), M = T^T: q = sum_j T_jy p_j (floored at the smallest normal float),
+ *       l = -log q,  dl/dz_k = p_k (q_raw - M_yk) / q (= p_k (1 - T_ky / q) unless floored).
  *
  * Elements weighted by ew (0: zero loss and gradient), the gradient scaled by fac, in blocks of BLK
  * elements whose classes lie V apart (grids, or transposed blocks of rows).
- * ------------------------------------------------------------------------------------------------ */
+ * ---------------------------------------------------------------------------------------------- */
 static inline __attribute__((always_inline)) void corr_k(const float *z, const int64_t *y,
                                                          const float *ew, float *ell, float *g,
                                                          int64_t V, int64_t v0, int64_t nb,

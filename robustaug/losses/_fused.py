@@ -232,16 +232,17 @@ def focal_family(
 
 
 def correction(
-    z: Tensor, y: Tensor, ew: Tensor | None, fac: float, grad: bool, *, M: Tensor, row_sums: Tensor,
-    forward: bool,
+    z: Tensor, y: Tensor, ew: Tensor | None, fac: float, grad: bool, *, M: Tensor,
+    row_sums: Tensor | None, forward: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    """Backward (``M = T^-1``, ``row_sums`` its row sums) or forward (``M = T^T``) loss correction:
-    per-element losses and gradient as :func:`focal_family` (see ``_fused.c``). ``M``: ``(C, C)``
-    float32 contiguous CPU."""
+    """Backward (``M = T^-1``, ``row_sums`` its row sums) or forward (``M = T^T``, no row sums)
+    loss correction: per-element losses and gradient as :func:`focal_family` (see ``_fused.c``).
+    ``M``: ``(C, C)`` float32 contiguous CPU."""
+    sums = M if row_sums is None else row_sums  # (a valid pointer the forward mode does not read)
     return _elementwise(
         "rf_correction", z, y, ew, grad,
         lambda lib, *a: lib.rf_correction(
-            *a, M.data_ptr(), row_sums.data_ptr(), fac, int(forward), _threads()
+            *a, M.data_ptr(), sums.data_ptr(), fac, int(forward), _threads()
         ),
     )
 

@@ -7,7 +7,7 @@ Transition matrices are row-stochastic: ``T[i, j] = P(noisy = j | true = i)``. c
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -77,10 +77,10 @@ class ForwardCorrected(RobustLoss):
         out = -(torch.log(mixed.clamp_min(tiny)) + m)
         return out.movedim(-1, 1)
 
-    def _fused_call(self, z: Tensor):
+    def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]]:
         _check_classes(self.T, z)
         M = self.T.t().to(torch.float32).contiguous()  # row y: column y of T
-        return functools.partial(_fused.correction, M=M, row_sums=M, forward=True)
+        return functools.partial(_fused.correction, M=M, row_sums=None, forward=True)
 
     def _index_terms(self, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor):
         # L = -log m, m = sum_i p_i T[i, y]; dL/dlog p_i = -p_i T[i, y] / m
@@ -127,7 +127,7 @@ class BackwardCorrected(RobustLoss):
         lp = _class_view(-logp)
         return (lp @ self.T_inv.to(lp.dtype).T).movedim(-1, 1)
 
-    def _fused_call(self, z: Tensor):
+    def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]]:
         _check_classes(self.T, z)
         M = self.T_inv.to(torch.float32).contiguous()
         return functools.partial(_fused.correction, M=M, row_sums=M.sum(1), forward=False)
