@@ -751,10 +751,9 @@ class RobustLoss(nn.Module):
     def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]] | None:
         """A fused kernel computing this loss for float32 CPU logits ``z`` with integer targets,
         called as ``call(z, y, ew, fac, grad)`` (see :class:`_FusedFn`); None: the eager code. By
-        default the focal-family kernel, for a loss whose :meth:`_focal_terms` have classes' terms
-        (``gamma`` set)."""
+        default the focal-family kernel, for a loss that has :meth:`_focal_terms`."""
         terms = self._focal_terms()
-        if terms is None or terms.gamma is None:
+        if terms is None:
             return None
         return functools.partial(_fused.focal_family, terms=terms)
 

@@ -270,6 +270,9 @@ class CrossEntropy(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return -logp
 
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(0.0, a_f=1.0)  # (the focal loss with gamma = 0)
+
     def _column(self, s: Tensor) -> tuple[Tensor, float]:
         return -s, -1.0
 
@@ -301,6 +304,11 @@ class GCE(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return -torch.expm1(self.q * logp) / self.q
+
+    def _focal_terms(self) -> FocalTerms | None:
+        if type(self) is not GCE:  # (TruncatedGCE: not of the family)
+            return None
+        return FocalTerms(col=(1.0 / self.q, -1.0 / self.q, 0.0, 1.0, self.q))  # (1 - p^q) / q
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         pq = torch.exp(self.q * s)
@@ -425,6 +433,9 @@ class SCE(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.alpha * (-logp) + self.beta * (-self.A) * one_minus_p(logp)
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(0.0, a_f=self.alpha, c=-self.beta * self.A)  # alpha CE + beta RCE
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         ell = self.alpha * (-s) + self.beta * (-self.A) * one_minus_p(s)

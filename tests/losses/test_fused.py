@@ -65,6 +65,15 @@ LOSSES = [
     ("bootstrap", lambda **kw: robust_loss("bootstrap", **kw), 1.0),
     ("bootstrap_hard", lambda **kw: robust_loss("bootstrap_hard", **kw), 1.0),
     ("bootstrap_0.3", lambda **kw: robust_loss("bootstrap", beta=0.3, **kw), 1.0),
+    ("ce", lambda **kw: robust_loss("ce", **kw), 1.0),
+    ("mae_scale2", lambda **kw: MAE(scale=2.0, **kw), 2.0),
+    ("rce", lambda **kw: robust_loss("rce", **kw), 9.3),
+    ("sce", lambda **kw: robust_loss("sce", **kw), 9.3),
+    ("gce", lambda **kw: robust_loss("gce", **kw), 1.0),
+    ("gce_q0.3", lambda **kw: robust_loss("gce", q=0.3, **kw), 1.0),
+    ("agce", lambda **kw: robust_loss("agce", **kw), 2.0),
+    ("aul", lambda **kw: robust_loss("aul", **kw), 20.0),
+    ("gce+rce", lambda **kw: ActivePassive("gce", "rce", 1.0, 0.5, **kw), 6.0),
 ]
 
 #: (id, shape, memory format transform)
@@ -256,8 +265,13 @@ def test_terms_that_cannot_share_a_call_use_the_eager_code(spy):
     assert ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0))._focal_terms() is None
     assert ActivePassive("ngce", NNFL(gamma=0.7), active_kw={"q": 0.7})._focal_terms() is None
     assert ActivePassive("nce", "ael")._focal_terms() is None
-    assert robust_loss("gce")._focal_terms() is None
-    for loss in (ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), robust_loss("mae"), AUL()):
+    assert ActivePassive("gce", "agce")._focal_terms() is None  # (two column terms)
+    assert ActivePassive("ce", "nnfl")._focal_terms() is None  # (gamma 0 and 0.5)
+    for name in ("truncated_gce", "taylor_ce", "ael", "nmae"):
+        assert robust_loss(name)._focal_terms() is None
+    for loss in (
+        ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), robust_loss("ael"), robust_loss("taylor_ce")
+    ):
         loss(z, y)
     assert not spy
 
