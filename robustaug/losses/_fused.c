@@ -14,7 +14,8 @@
  *   f_k = A - FL(max(log p_k, -A)),    S_f = sum_k f_k        (NNFL, NNCE: Ye et al. 2023)
  *   c (1 - p_y)                                               (MAE, RCE: Ghosh et al. 2017;
  *                                                              Wang et al. 2019)
- *   k0 + k1 (ca + cs p_y)^cq                                  (AGCE, AUL: Zhou et al. 2021)
+ *   k0 + k1 (ca + cs p_y)^cq, or another column term          (GCE, AGCE, AUL, AEL, Taylor-CE,
+ *                                                              truncated Lq: see colterm)
  *   H(p) = -sum_k p_k log p_k, -log p_max                     (soft / hard bootstrapping with
  *                                                              a_f FL_y, gamma = 0: Reed et al.
  *                                                              2015)
@@ -25,7 +26,7 @@
  *
  *   G_k = [k = y] C_y + D_1 nd_k + D_2 nd_k [log p_k >= -A],   nd = -FL',
  *   C_y = -a_f nd_y - a_n nd_y / S - a_nn nd_y [log p_y >= -A] / S_f - c p_y
- *         + k1 cq cs p_y (ca + cs p_y)^(cq - 1),
+ *         + (the column term's derivative with respect to log p_y),
  *   D_1 = a_n (FL_y / S) / S,  D_2 = a_nn (f_y / S_f) / S_f,
  * plus -a_h p_k (log p_k + 1) for every class and -a_m at the largest (its first index).
  *
@@ -54,7 +55,7 @@
 
 typedef struct {
     float gamma, a_f, a_n, a_nn, c, A, kc, fac;
-    float k0, k1, ca, cs, cq; /* a column term k0 + k1 (ca + cs p_y)^cq (AGCE, AUL) */
+    float k0, k1, ca, cs, cq, ctype; /* a column term of the label's p_y (see colterm) */
     float a_h, a_m; /* a_h H(p) = -a_h sum_k p_k log p_k, a_m (-log p_max) (bootstrapping) */
 } prm_t;
 
@@ -188,20 +189,58 @@ typedef struct {
     float l, Cy, D1, D2, SG, SGo, Gm;
 } coef_t;
 
-/* The column term k0 + k1 x^cq, x = ca + cs p_y > 0 (0 where x = 0), and its derivative with
- * respect to log p_y, k1 cq cs p_y x^(cq - 1) (formed only when k1 != 0). */
+/* A column term of the label's p_y (u_y = 1 - p_y, exact) and its derivative with respect to
+ * log p_y (formed only when k1 != 0), by its type ct:
+ *   0 power:       k0 + k1 x^cq, x = ca + cs p_y (0 where x <= 0), d = k1 cq cs p_y x^(cq - 1)
+ *                  (GCE, AGCE, AUL: Zhang & Sabuncu 2018, Zhou et al. 2021);
+ *   1 exponential: k1 exp(cs p_y), d = k1 cs p_y exp(cs p_y) (AEL, Zhou et al. 2021);
+ *   2 Taylor:      k1 sum_{j=1..cq} u_y^j / j, d = -k1 p_y sum_{j<cq} u_y^j (Taylor-CE, Feng et
+ *                  al. 2020);
+ *   3 truncated:   k0 + k1 max(p_y, ca)^cq, d = k1 cq p_y^cq where p_y >= ca, else 0
+ *                  (truncated Lq). */
 typedef struct {
     float v, d;
 } col_t;
 
-static inline __attribute__((always_inline)) col_t colterm(float py, const prm_t *P) {
+static inline __attribute__((always_inline)) col_t colterm(float py, float uy, const prm_t *P,
+                                                           const int ct) {
     col_t o;
-    float x = P->ca + P->cs * py;
-    float xq1 = rexp((P->cq - 1.0f) * rlog(x > TINY ? x : TINY));
-    xq1 = x > 0.0f ? xq1 : 0.0f;
-    o.v = P->k0 + P->k1 * x * xq1;
-    o.d = P->k1 * P->cq * P->cs * py * xq1;
+    if (ct == 1) {
+        float e = rexp(P->cs * py);
+        o.v = P->k1 * e;
+        o.d = P->k1 * P->cs * py * e;
+    } else if (ct == 2) {
+        int t = (int)P->cq;
+        float v = 1.0f / (float)t, du = 1.0f; /* Horner in u */
+        for (int j = t - 1; j >= 1; j--) {
+            v = v * uy + 1.0f / (float)j;
+            du = du * uy + 1.0f;
+        }
+        o.v = P->k1 * v * uy;
+        o.d = -P->k1 * py * du;
+    } else {
+        float x = ct == 3 ? (py >= P->ca ? py : P->ca) : P->ca + P->cs * py;
+        float xq1 = rexp((P->cq - 1.0f) * rlog(x > TINY ? x : TINY));
+        xq1 = x > 0.0f ? xq1 : 0.0f;
+        o.v = P->k0 + P->k1 * x * xq1;
+        o.d = ct == 3 ? (py >= P->ca ? P->k1 * P->cq * x * xq1 : 0.0f)
+                      : P->k1 * P->cq * P->cs * py * xq1;
+    }
     return o;
+}
+
+/* The column term of nb elements (p_y from E, u_y exact for the largest class) into cv, cd. */
+static inline __attribute__((always_inline)) void col_loop(const float *E, const int32_t *yb,
+                                                           const int32_t *im, const float *um,
+                                                           int64_t nb, const prm_t *P, float *cv,
+                                                           float *cd, const int ct) {
+#pragma omp simd
+    for (int64_t b = 0; b < nb; b++) {
+        float py = E[yb[b] * BLK + b];
+        col_t c = colterm(py, yb[b] == im[b] ? um[b] : 1.0f - py, P, ct);
+        cv[b] = c.v;
+        cd[b] = c.d;
+    }
 }
 
 /* The loss of one element and the coefficients of its gradient (see the top of the file). Snd and
@@ -289,7 +328,12 @@ static inline __attribute__((always_inline)) void rows_k(const float *z, const i
         terms_t ty = elem(py, ismy ? lpm : zr[yy] - lse, uy, ismy, P, gm, nn);
         terms_t tm = elem(E[im] * inv, lpm, um, 1, P, gm, nn);
         col_t ct = {0.0f, 0.0f};
-        if (P->k1 != 0.0f) ct = colterm(py, P);
+        if (P->k1 != 0.0f) {
+            int t = (int)P->ctype;
+            ct = t == 1 ? colterm(py, uy, P, 1)
+                 : t == 2 ? colterm(py, uy, P, 2)
+                 : t == 3 ? colterm(py, uy, P, 3) : colterm(py, uy, P, 0);
+        }
         coef_t k = coefs(ty, py, uy, Sfl, Snd, Sf, Sndl, Splo, tm, inv, lpm, um, ismy, ct.v, ct.d,
                          P, nn);
         ell[r] = w * k.l;
@@ -384,13 +428,12 @@ static inline __attribute__((always_inline)) void grid_k(const float *z, const i
     float cv[BLK], cd[BLK]; /* the column term (a loop of its own: only when there is one) */
 #pragma omp simd
     for (int64_t b = 0; b < nb; b++) cv[b] = cd[b] = 0.0f;
-    if (P->k1 != 0.0f) {
-#pragma omp simd
-        for (int64_t b = 0; b < nb; b++) {
-            col_t ct = colterm(E[yb[b] * BLK + b], P);
-            cv[b] = ct.v;
-            cd[b] = ct.d;
-        }
+    switch (P->k1 != 0.0f ? (int)P->ctype : -1) {
+    case -1: break;
+    case 1: col_loop(E, yb, im, um, nb, P, cv, cd, 1); break;
+    case 2: col_loop(E, yb, im, um, nb, P, cv, cd, 2); break;
+    case 3: col_loop(E, yb, im, um, nb, P, cv, cd, 3); break;
+    default: col_loop(E, yb, im, um, nb, P, cv, cd, 0); break;
     }
 #pragma omp simd
     for (int64_t b = 0; b < nb; b++) {
@@ -580,13 +623,13 @@ static int run_split(const void *base, size_t size, int64_t items, int64_t value
 /* Entry point. z: (N, C, V) float32 (V = 1: rows layout of N rows), y: (N, V) int64 in [0, C),
  * ew: (N, V) element weights or NULL (all 1; 0 gives a zero loss and gradient), ell: (N, V) out,
  * g: (N, C, V) out or NULL (no gradient). prm: gamma, a_f, a_n, a_nn, c, A, kc, fac, k0, k1, ca,
- * cs, cq, a_h, a_m (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when
+ * cs, cq, ctype, a_h, a_m (see prm_t). gm: the case of elem (0-5); the NNFL terms are formed when
  * a_nn != 0 (not with gm = 5). Returns 0, or 1 when memory could not be allocated. */
 int rf_focal(const float *z, const int64_t *y, const float *ew, float *ell, float *g, int64_t N,
              int64_t C, int64_t V, const float *prm, int gm, int nthreads) {
     job_t base = {{0, 0}, z, y, ew, ell, g, N, C, V,
                   {prm[0], prm[1], prm[2], prm[3], prm[4], prm[5], prm[6], prm[7], prm[8], prm[9],
-                   prm[10], prm[11], prm[12], prm[13], prm[14]},
+                   prm[10], prm[11], prm[12], prm[13], prm[14], prm[15]},
                   gm < 0 || gm > 5 ? 4 : gm, prm[3] != 0.0f && gm != 5};
     int64_t items = V == 1 ? N : N * ((V + BLK - 1) / BLK);
     return run_split(&base, sizeof(job_t), items, N * C * V, nthreads, run_job);

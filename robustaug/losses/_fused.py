@@ -144,7 +144,9 @@ class FocalTerms:
     a_nn (1 - f_y / S_f) + c (1 - p_y) + k0 + k1 (ca + cs p_y)^cq + a_h H(p) - a_m log p_max``.
 
     ``kind``: the classes' terms ``FL_k``, ``"focal"`` (``-(1 - p_k)^gamma log p_k``) or ``"gce"``
-    (NGCE's ``1 - p_k^gamma``). ``col``: the column term's ``(k0, k1, ca, cs, cq)`` (AGCE, AUL).
+    (NGCE's ``1 - p_k^gamma``). ``col``: a column term of ``p_y``, ``(k0, k1, ca, cs, cq, type)``
+    (``colterm`` in ``_fused.c``: type 0 ``k0 + k1 (ca + cs p_y)^cq``, 1 ``k1 exp(cs p_y)``, 2
+    ``k1 sum_{j<=cq} (1 - p_y)^j / j``, 3 ``k0 + k1 max(p_y, ca)^cq``).
     ``combine`` adds two such losses (an active-passive sum); it returns None when they cannot share
     one kernel call (different ``gamma``, kinds or NNFL floors, or two column terms)."""
 
@@ -153,7 +155,7 @@ class FocalTerms:
     def __init__(
         self, gamma: float | None = None, a_f: float = 0.0, a_n: float = 0.0, a_nn: float = 0.0,
         c: float = 0.0, min_prob: float | None = None, kind: str = "focal",
-        col: tuple[float, float, float, float, float] | None = None, a_h: float = 0.0,
+        col: tuple[float, float, float, float, float, int] | None = None, a_h: float = 0.0,
         a_m: float = 0.0,
     ) -> None:
         self.gamma, self.a_f, self.a_n, self.a_nn, self.c = gamma, a_f, a_n, a_nn, c
@@ -194,7 +196,7 @@ class FocalTerms:
             kc = A * -math.expm1(g * math.log1p(-mp))  # f of a clamped class: A (1 - (1 - mp)^g)
         else:
             A, kc = math.inf, 0.0  # (no floor: every class is live)
-        col = self.col if self.col is not None else (0.0, 0.0, 1.0, 1.0, 1.0)
+        col = self.col if self.col is not None else (0.0, 0.0, 1.0, 1.0, 1.0, 0)
         return [g, self.a_f, self.a_n, self.a_nn, self.c, A, kc, fac, *col, self.a_h, self.a_m], gm
 
 

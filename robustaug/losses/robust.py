@@ -9,12 +9,14 @@ All losses accept ``weight``, ``ignore_index`` and ``reduction`` like :class:`to
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from . import _common
+from . import _common, _fused
 from ._common import (
     ArgmaxIndex,
     LabelIndex,
@@ -305,10 +307,8 @@ class GCE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return -torch.expm1(self.q * logp) / self.q
 
-    def _focal_terms(self) -> FocalTerms | None:
-        if type(self) is not GCE:  # (TruncatedGCE: not of the family)
-            return None
-        return FocalTerms(col=(1.0 / self.q, -1.0 / self.q, 0.0, 1.0, self.q))  # (1 - p^q) / q
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(col=(1.0 / self.q, -1.0 / self.q, 0.0, 1.0, self.q, 0))  # (1 - p^q) / q
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         pq = torch.exp(self.q * s)
@@ -341,6 +341,10 @@ class TruncatedGCE(GCE):
         lq = super().class_losses(logp)
         cap = (1 - self.k**self.q) / self.q
         return torch.clamp(lq, max=cap)
+
+    def _focal_terms(self) -> FocalTerms:
+        # (1 - max(p, k)^q) / q, no gradient where p < k
+        return FocalTerms(col=(1.0 / self.q, -1.0 / self.q, self.k, 1.0, self.q, 3))
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         lq, d = super()._column(s)
@@ -629,6 +633,11 @@ class NMAE(RobustLoss):
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * one_minus_p(logp) / (logp.shape[1] - 1)
 
+    def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]]:
+        # (its MAE coefficient depends on the number of classes: not a part of a composite call)
+        terms = FocalTerms(c=self.scale / (z.shape[1] - 1))
+        return functools.partial(_fused.focal_family, terms=terms)
+
     def _index_terms(self, z: Tensor, y: Tensor, p: Tensor, lse: Tensor):
         s = gather_column(z, y) - lse.squeeze(1)
         k = self.scale / (z.shape[1] - 1)
@@ -663,7 +672,7 @@ class AGCE(RobustLoss):
 
     def _focal_terms(self) -> FocalTerms:
         k = self.scale / self.q  # k (a + 1)^q - k (a + p)^q
-        return FocalTerms(col=(k * (self.a + 1) ** self.q, -k, self.a, 1.0, self.q))
+        return FocalTerms(col=(k * (self.a + 1) ** self.q, -k, self.a, 1.0, self.q, 0))
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         p = s.exp()
@@ -702,7 +711,7 @@ class AUL(RobustLoss):
 
     def _focal_terms(self) -> FocalTerms:
         k = self.scale / self.q  # k (a - p)^q - k (a - 1)^q
-        return FocalTerms(col=(-k * (self.a - 1) ** self.q, k, self.a, -1.0, self.q))
+        return FocalTerms(col=(-k * (self.a - 1) ** self.q, k, self.a, -1.0, self.q, 0))
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         p = s.exp()
@@ -731,6 +740,9 @@ class AEL(RobustLoss):
 
     def class_losses(self, logp: Tensor) -> Tensor:
         return self.scale * torch.exp(-logp.exp() / self.a)
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(col=(0.0, self.scale, 0.0, -1.0 / self.a, 1.0, 1))  # scale e^(-p / a)
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         p = s.exp()
@@ -1117,6 +1129,9 @@ class TaylorCE(RobustLoss):
             term = term * u
             out = out + term / k
         return out
+
+    def _focal_terms(self) -> FocalTerms:
+        return FocalTerms(col=(0.0, 1.0, 0.0, 0.0, float(self.order), 2))  # sum_{k<=t} u^k / k
 
     def _column(self, s: Tensor) -> tuple[Tensor, Tensor]:
         # L = sum_{k<=t} u^k / k, dL/du = sum_{k<t} u^k (Horner), du/ds = -p

@@ -74,6 +74,13 @@ LOSSES = [
     ("agce", lambda **kw: robust_loss("agce", **kw), 2.0),
     ("aul", lambda **kw: robust_loss("aul", **kw), 20.0),
     ("gce+rce", lambda **kw: ActivePassive("gce", "rce", 1.0, 0.5, **kw), 6.0),
+    ("truncated_gce", lambda **kw: robust_loss("truncated_gce", k=0.1, **kw), 1.0),
+    ("truncated_gce_k0.5", lambda **kw: robust_loss("truncated_gce", **kw), 1.0),
+    ("ael", lambda **kw: robust_loss("ael", **kw), 1.0),
+    ("taylor_ce", lambda **kw: robust_loss("taylor_ce", **kw), 2.0),
+    ("taylor_ce_6", lambda **kw: robust_loss("taylor_ce", order=6, **kw), 6.0),
+    ("nmae", lambda **kw: robust_loss("nmae", **kw), 1.0),
+    ("nce+ael", lambda **kw: ActivePassive("nce", "ael", **kw), 2.0),
 ]
 
 #: (id, shape, memory format transform)
@@ -264,13 +271,12 @@ def test_terms_that_cannot_share_a_call_use_the_eager_code(spy):
     y = labels(8, 5, seed=10)
     assert ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0))._focal_terms() is None
     assert ActivePassive("ngce", NNFL(gamma=0.7), active_kw={"q": 0.7})._focal_terms() is None
-    assert ActivePassive("nce", "ael")._focal_terms() is None
     assert ActivePassive("gce", "agce")._focal_terms() is None  # (two column terms)
     assert ActivePassive("ce", "nnfl")._focal_terms() is None  # (gamma 0 and 0.5)
-    for name in ("truncated_gce", "taylor_ce", "ael", "nmae"):
-        assert robust_loss(name)._focal_terms() is None
+    assert ActivePassive("nce", "nmae")._focal_terms() is None  # (NMAE's depends on C)
     for loss in (
-        ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), robust_loss("ael"), robust_loss("taylor_ce")
+        ActivePassive(NFL(gamma=0.5), NNFL(gamma=2.0)), ActivePassive("gce", "agce"),
+        ActivePassive("nce", "nmae"),
     ):
         loss(z, y)
     assert not spy
