@@ -1,6 +1,7 @@
-"""Fused CPU kernels of robustaug's losses: the focal family (focal loss, NFL, NNFL, NCE, NNCE, NGCE
-and their active-passive sums with MAE, RCE, AGCE and AUL), soft and hard bootstrapping, forward
-and backward correction, and the noise-robust Dice loss.
+"""Fused CPU kernels of robustaug's losses: every non-stateful softmax loss (the focal family: focal
+loss, NFL, NNFL, NCE, NNCE, NGCE; the per-label losses: CE, MAE, RCE, SCE, GCE, truncated Lq, AGCE,
+AUL, AEL, Taylor-CE, NMAE; their active-passive sums; soft and hard bootstrapping; forward and
+backward correction) and the noise-robust Dice loss.
 
 On the CPU these losses are a dozen elementwise passes over ``(N, C, *)`` buffers when written with
 eager torch operations, several times the memory traffic of ``F.cross_entropy``'s two fused
