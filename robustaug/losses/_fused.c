@@ -39,7 +39,8 @@
  * Layouts: "rows" (the classes of an element contiguous: (N, C), or channels-last grids) and
  * "grid" ((N, C, V) with the classes V apart: contiguous segmentation maps). Grids and rows of
  * fewer than ROWS_MIN_C classes (through transposed blocks) are vectorised along the elements,
- * rows of more classes along the classes. Work is split over threads by elements.
+ * rows of more classes along the classes. Work is split over threads by elements: through OpenMP
+ * when built with -fopenmp (torch's runtime, loaded before this library), else POSIX threads.
  */
 #include <math.h>
 #include <pthread.h>
@@ -603,11 +604,18 @@ static int run_split(const void *base, size_t size, int64_t items, int64_t value
         sp->i0 = items * i / t;
         sp->i1 = items * (i + 1) / t;
     }
+    int status = 0;
+#ifdef _OPENMP
+    /* (built with -fopenmp: torch's own OpenMP runtime, already loaded under the same soname, and
+     * its warm thread pool; no second set of threads competing with torch's spinning ones) */
+#pragma omp parallel for num_threads(t) schedule(static, 1) reduction(| : status)
+    for (int64_t i = 0; i < t; i++) status |= (int)(intptr_t)fn(jobs + i * size);
+#else
     pthread_t th[64];
     int started[64];
     for (int64_t i = 1; i < t; i++)
         started[i] = pthread_create(&th[i], NULL, fn, jobs + i * size) == 0;
-    int status = (int)(intptr_t)fn(jobs);
+    status = (int)(intptr_t)fn(jobs);
     for (int64_t i = 1; i < t; i++) {
         void *r;
         if (started[i])
@@ -616,6 +624,7 @@ static int run_split(const void *base, size_t size, int64_t items, int64_t value
             r = fn(jobs + i * size);
         status |= (int)(intptr_t)r;
     }
+#endif
     free(jobs);
     return status;
 }

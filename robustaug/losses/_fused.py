@@ -75,6 +75,15 @@ def _cache_dirs() -> list[Path]:
     return [home, Path(tempfile.gettempdir()) / f"robustaug-{user}"]
 
 
+def _torch_uses_gomp() -> bool:
+    """Whether torch runs on GNU OpenMP here (its libgomp.so.1 loaded in this process)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            return "libgomp" in fh.read() and "OpenMP" in torch.__config__.parallel_info()
+    except OSError:
+        return False
+
+
 def _compiler() -> str | None:
     for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if cand and shutil.which(cand):
@@ -92,7 +101,13 @@ def _build() -> ctypes.CDLL | None:
         return None
     src = _SRC.read_bytes()
     # (a compiler without these options: the next set; an unwritable cache: the next one)
-    for extra in (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], []):
+    # (-fopenmp: the threads of torch's OpenMP runtime, already loaded as libgomp.so.1, which the
+    # library then shares; its own POSIX threads would compete with torch's spinning ones)
+    omp = ["-fopenmp"] if _torch_uses_gomp() else []
+    for extra in (
+        [*omp, "-march=native", "-mprefer-vector-width=512"], [*omp, "-march=native"],
+        ["-march=native"], [],
+    ):
         flags = _BASE_FLAGS + extra
         key = hashlib.sha256(src + " ".join([cc, *flags, _cpu_key()]).encode()).hexdigest()[:20]
         for cache in _cache_dirs():

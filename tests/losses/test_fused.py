@@ -418,3 +418,31 @@ def test_build_falls_back_to_plainer_flags(monkeypatch, tmp_path):
     assert "-march=native" in tried[-1] and "-mprefer-vector-width=512" not in tried[-1]
     monkeypatch.setattr(_fused, "_compiled", lambda *a: (_ for _ in ()).throw(OSError("no")))
     assert _fused._build() is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CI machines are Linux")
+def test_posix_thread_build_gives_the_same_results(monkeypatch, tmp_path):
+    """Where torch's OpenMP runtime is not GNU's, the kernels split their work over POSIX threads
+    instead: the same per-element values and gradients, whatever the number of threads."""
+    z = logits((4096, 64), seed=13, dtype=torch.float32)
+    y = labels(4096, 64, seed=13)
+    zg = logits((4, 3, 96, 96), seed=14, dtype=torch.float32)
+    yg = labels(4, 3, (96, 96), seed=14)
+    losses = [robust_loss("nfl+rce", reduction="none"), NoiseRobustDice(reduction="sum")]
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        ref = [_run(loss, zz, yy) for loss in losses for zz, yy in ((z, y), (zg, yg))]
+        monkeypatch.setenv("ROBUSTAUG_CACHE_DIR", str(tmp_path))
+        monkeypatch.setattr(_fused, "_torch_uses_gomp", lambda: False)
+        lib = _fused._build()
+        assert lib is not None
+        monkeypatch.setitem(_fused._state, "lib", lib)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = [_run(loss, zz, yy) for loss in losses for zz, yy in ((z, y), (zg, yg))]
+            for (v, g), (v0, g0) in zip(out, ref):
+                assert torch.equal(g, g0)
+                torch.testing.assert_close(v, v0, rtol=1e-6, atol=0)
+    finally:
+        torch.set_num_threads(old)
