@@ -79,7 +79,7 @@ class ForwardCorrected(RobustLoss):
 
     def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]]:
         _check_classes(self.T, z)
-        M = self.T.t().to(torch.float32).contiguous()  # row y: column y of T
+        M, _ = _kernel_matrix(self, self.T, transpose=True)  # row y: column y of T
         return functools.partial(_fused.correction, M=M, row_sums=None, forward=True)
 
     def _index_terms(self, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor):
@@ -88,6 +88,18 @@ class ForwardCorrected(RobustLoss):
         pt = rows_for_labels(self.T.t(), y.y, p, out=_scratch(y, p)).mul_(p)  # p_i T[i, y]
         mixed = pt.sum(1).clamp_min_(torch.finfo(p.dtype).tiny)
         return -torch.log(mixed), [(pt, -1.0 / mixed, mixed)], []
+
+
+def _kernel_matrix(loss: RobustLoss, src: Tensor, transpose: bool) -> tuple[Tensor, Tensor]:
+    """``src`` (or its transpose) as a contiguous float32 matrix for the fused kernel, and its row
+    sums; kept on the loss until ``src`` changes (an in-place edit, ``.to()``, a state dict load),
+    not converted on every call (``C^2`` values)."""
+    key = (src.data_ptr(), src._version, src.dtype, src.device, transpose)
+    cached = loss.__dict__.get("_kernel_matrix")
+    if cached is None or cached[0] != key:
+        M = (src.t() if transpose else src).to(torch.float32).contiguous()
+        cached = loss.__dict__["_kernel_matrix"] = (key, M, M.sum(1))
+    return cached[1], cached[2]
 
 
 def _check_classes(T: Tensor, z: Tensor) -> None:
@@ -129,8 +141,8 @@ class BackwardCorrected(RobustLoss):
 
     def _fused_call(self, z: Tensor) -> Callable[..., tuple[Tensor, Tensor | None]]:
         _check_classes(self.T, z)
-        M = self.T_inv.to(torch.float32).contiguous()
-        return functools.partial(_fused.correction, M=M, row_sums=M.sum(1), forward=False)
+        M, sums = _kernel_matrix(self, self.T_inv, transpose=False)
+        return functools.partial(_fused.correction, M=M, row_sums=sums, forward=False)
 
     def _index_terms(self, z: Tensor, y: LabelIndex, p: Tensor, lse: Tensor):
         # L = -sum_j Tinv[y, j] log p_j; dL/dlog p_j = -Tinv[y, j]

@@ -446,3 +446,20 @@ def test_posix_thread_build_gives_the_same_results(monkeypatch, tmp_path):
                 torch.testing.assert_close(v, v0, rtol=1e-6, atol=0)
     finally:
         torch.set_num_threads(old)
+
+
+def test_corrections_follow_an_edited_matrix():
+    """The float32 matrix the kernel reads is cached on the loss: it must follow in-place edits
+    and reloads of T."""
+    z = logits((32, 4), seed=15, dtype=torch.float32)
+    y = labels(32, 4, seed=15)
+    loss = ForwardCorrected(_transition(4, 0))
+    first = loss(z, y)
+    with torch.no_grad():
+        loss.T.copy_(_transition(4, 5))
+    again = loss(z, y)
+    fresh = ForwardCorrected(_transition(4, 5))(z, y)
+    assert not torch.equal(first, again)
+    torch.testing.assert_close(again, fresh, rtol=0, atol=0)
+    loss.load_state_dict(ForwardCorrected(_transition(4, 6)).state_dict())
+    torch.testing.assert_close(loss(z, y), ForwardCorrected(_transition(4, 6))(z, y), rtol=0, atol=0)
